@@ -1,0 +1,513 @@
+//! The public client: one cheap-to-clone handle that a whole service shares.
+//!
+//! Every command takes the same path, one function deep: load the routing table once, hash the
+//! key to a shard, pick the shard's node, run the command on a pooled multiplexed connection.
+//! Multi-key commands are split per shard, sent to all shards at once, and reassembled in the
+//! caller's order; they are never routed by their first key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
+use tracing::Instrument;
+
+use crate::config::{check_pool, Config, Options};
+use crate::error::{ConfigError, Error, ErrorKind, Result};
+use crate::placement::{HashTag, PlacementSpec};
+use crate::router::{Router, RoutingTable, ShardRoute};
+use crate::topology::{ShardName, ShardSpec, Topology};
+
+/// A sharded Redis client.
+///
+/// `Client` is `Clone + Send + Sync`; clones share the routing table and the connection pools.
+///
+/// ```no_run
+/// # async fn run() -> shardis::Result<()> {
+/// use std::time::Duration;
+/// let client = shardis::Client::builder()
+///     .shard("cache-a", "redis://127.0.0.1:7001")
+///     .shard("cache-b", "redis://127.0.0.1:7002")
+///     .build()
+///     .await?;
+/// client.set("user:1", "alice").await?;
+/// client.set_ex("session:9", b"\x00bytes", Duration::from_secs(60)).await?;
+/// let v: Option<String> = client.get("user:1").await?;
+/// assert_eq!(v.as_deref(), Some("alice"));
+/// let vals: Vec<Option<String>> = client.mget(&["a", "b", "c"]).await?;
+/// client.mset(&[("a", "1"), ("b", "2")]).await?;
+/// let n: usize = client.del_many(&["a", "b"]).await?;
+/// println!("user:1 lives on {}", client.locate("user:1"));
+/// let mut incr = redis::cmd("INCR");
+/// incr.arg("counter");
+/// let r: i64 = client.query("counter", &incr).await?;
+/// # let _ = (vals, n, r);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    max_key_bytes: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = self.inner.router.load();
+        f.debug_struct("Client")
+            .field("version", &table.version)
+            .field("placement", &table.placement.algorithm())
+            .field("shards", &table.topology)
+            .finish()
+    }
+}
+
+/// The remaining time to live of a key, as answered by `PTTL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and has no expiry.
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// Builds a [`Client`].
+///
+/// Defaults: a 160-vnode ring, no hash tag, 2 connections per endpoint, 500 ms connect and
+/// response timeouts, and a connection check of every primary at [`build`](Self::build).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct ClientBuilder {
+    shards: Vec<ShardSpec>,
+    options: Options,
+    hash_tag: Option<String>,
+    lazy: bool,
+}
+
+impl ClientBuilder {
+    /// Adds a shard with weight 1 and no replica.
+    pub fn shard(mut self, name: impl Into<String>, primary_url: impl Into<String>) -> Self {
+        self.shards.push(ShardSpec::new(name, primary_url));
+        self
+    }
+
+    /// Adds a fully described shard (weight, replicas).
+    pub fn shard_spec(mut self, spec: ShardSpec) -> Self {
+        self.shards.push(spec);
+        self
+    }
+
+    /// Hashes only the part of a key between the two tag characters, e.g. `"{}"`.
+    /// Defaults to none.
+    pub fn hash_tag(mut self, tag: impl Into<String>) -> Self {
+        self.hash_tag = Some(tag.into());
+        self
+    }
+
+    /// The placement algorithm. Defaults to a 160-vnode ring.
+    pub fn placement(mut self, spec: PlacementSpec) -> Self {
+        self.options.placement = spec;
+        self
+    }
+
+    /// Multiplexed connections per endpoint. Defaults to 2.
+    pub fn connections_per_endpoint(mut self, n: u32) -> Self {
+        self.options.pool.connections_per_endpoint = n;
+        self
+    }
+
+    /// Connect (and connection wait) timeout. Defaults to 500 ms.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pool.connect_timeout = timeout;
+        self
+    }
+
+    /// Response timeout. Defaults to 500 ms.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pool.response_timeout = timeout;
+        self
+    }
+
+    /// The largest key accepted, in bytes. Defaults to 512 MiB, Redis's own limit.
+    pub fn max_key_bytes(mut self, n: usize) -> Self {
+        self.options.max_key_bytes = n;
+        self
+    }
+
+    /// Skips the connection check at [`build`](Self::build): pools connect in the background
+    /// and an unreachable shard fails its own requests only. Defaults to false.
+    pub fn lazy_connect(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
+    /// Validates the topology and options, opens the pools and, unless
+    /// [`lazy_connect`](Self::lazy_connect), waits until every shard's primary accepts a
+    /// connection (each bounded by the connect timeout).
+    pub async fn build(mut self) -> Result<Client> {
+        if let Some(tag) = &self.hash_tag {
+            self.options.hash_tag = Some(HashTag::parse(tag)?);
+        }
+        if self.options.max_key_bytes == 0 {
+            return Err(ConfigError::InvalidValue {
+                field: "limits.max_key_bytes".into(),
+                reason: "must be at least 1".into(),
+            }
+            .into());
+        }
+        check_pool(&self.options.pool)?;
+        let topology = Topology::new(self.shards)?;
+        Client::start(topology, self.options, self.lazy).await
+    }
+}
+
+impl Client {
+    /// A builder with the defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client from a TOML config file (see [`Config`]).
+    pub async fn from_config_file(path: impl AsRef<std::path::Path>) -> Result<Client> {
+        Client::from_config(Config::from_file(path)?).await
+    }
+
+    /// A client from a parsed config.
+    pub async fn from_config(config: Config) -> Result<Client> {
+        let (topology, options) = config.into_parts();
+        Client::start(topology, options, false).await
+    }
+
+    async fn start(topology: Topology, options: Options, lazy: bool) -> Result<Client> {
+        let table = RoutingTable::build(1, topology, &options)?;
+        if !lazy {
+            let checks = table.shards.iter().map(|s| async move {
+                s.primary
+                    .ensure_connected()
+                    .await
+                    .map_err(|e| e.with_shard(s.name.as_str()))
+            });
+            for result in join_all(checks).await {
+                result?;
+            }
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                router: Router::new(table),
+                max_key_bytes: options.max_key_bytes,
+            }),
+        })
+    }
+
+    /// The name of the shard that owns `key` under the current topology.
+    ///
+    /// A key made of several arguments is located by their concatenation; commands reject
+    /// such keys.
+    pub fn locate<K: ToRedisArgs>(&self, key: K) -> ShardName {
+        let table = self.inner.router.load();
+        let bytes = key.to_redis_args().concat();
+        table.shards[table.shard_index(&bytes)].name.clone()
+    }
+
+    /// The current topology.
+    pub fn topology(&self) -> Topology {
+        self.inner.router.load().topology.clone()
+    }
+
+    /// The version of the current routing table: 1 at start, raised by each topology change.
+    pub fn topology_version(&self) -> u64 {
+        self.inner.router.load().version
+    }
+
+    /// `GET key`: `None`-able types (`Option<T>`) see a missing key as `None`.
+    pub async fn get<K: ToRedisArgs, V: FromRedisValue>(&self, key: K) -> Result<V> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        self.run("GET", &key, &cmd).await
+    }
+
+    /// `SET key value`.
+    pub async fn set<K: ToRedisArgs, V: ToRedisArgs>(&self, key: K, value: V) -> Result<()> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(single_value(&value)?);
+        self.run("SET", &key, &cmd).await
+    }
+
+    /// `SET key value PX ttl`: the expiry has millisecond precision and must be at least 1 ms.
+    pub async fn set_ex<K: ToRedisArgs, V: ToRedisArgs>(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<()> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(single_value(&value)?)
+            .arg("PX")
+            .arg(millis(ttl)?);
+        self.run("SET", &key, &cmd).await
+    }
+
+    /// `DEL key`: true if the key existed.
+    pub async fn del<K: ToRedisArgs>(&self, key: K) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(&key);
+        self.run::<u64>("DEL", &key, &cmd).await.map(|n| n > 0)
+    }
+
+    /// `EXISTS key`.
+    pub async fn exists<K: ToRedisArgs>(&self, key: K) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&key);
+        self.run::<u64>("EXISTS", &key, &cmd).await.map(|n| n > 0)
+    }
+
+    /// `PEXPIRE key ttl`: true if the key exists and now expires.
+    pub async fn expire<K: ToRedisArgs>(&self, key: K, ttl: Duration) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(&key).arg(millis(ttl)?);
+        self.run::<u64>("PEXPIRE", &key, &cmd).await.map(|n| n > 0)
+    }
+
+    /// `PTTL key`, as a [`Ttl`].
+    pub async fn ttl<K: ToRedisArgs>(&self, key: K) -> Result<Ttl> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("PTTL");
+        cmd.arg(&key);
+        let ms: i64 = self.run("PTTL", &key, &cmd).await?;
+        Ok(match ms {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    /// `INCRBY key delta`: the new value.
+    pub async fn incr<K: ToRedisArgs>(&self, key: K, delta: i64) -> Result<i64> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("INCRBY");
+        cmd.arg(&key).arg(delta);
+        self.run("INCRBY", &key, &cmd).await
+    }
+
+    /// Runs any single-key command on the shard that owns `key`.
+    ///
+    /// The command is sent as built; `key` only routes it, so it must be the key the command
+    /// operates on (or share its hash tag).
+    pub async fn query<K: ToRedisArgs, T: FromRedisValue>(&self, key: K, cmd: &Cmd) -> Result<T> {
+        let key = self.key(&key)?;
+        self.run("QUERY", &key, cmd).await
+    }
+
+    /// `MGET` over any number of keys, split per shard and sent concurrently; values come back
+    /// in the order of `keys`, duplicates included. A shard that fails fails the call.
+    pub async fn mget<K: ToRedisArgs, V: FromRedisValue>(&self, keys: &[K]) -> Result<Vec<V>> {
+        let keys = self.keys(keys)?;
+        let mut out: Vec<Option<Value>> = vec![None; keys.len()];
+        self.fan_out("MGET", &keys, |cmd, i| {
+            cmd.arg(&keys[i]);
+        })
+        .await?
+        .into_iter()
+        .try_for_each(|(positions, reply)| scatter(&mut out, &positions, reply))?;
+        out.into_iter()
+            .map(|v| {
+                V::from_redis_value(v.unwrap_or(Value::Nil))
+                    .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
+            })
+            .collect()
+    }
+
+    /// `MSET` over any number of pairs, split per shard and sent concurrently. Each shard's
+    /// part is atomic; the whole is not: if one shard fails, others may have been written.
+    pub async fn mset<K: ToRedisArgs, V: ToRedisArgs>(&self, items: &[(K, V)]) -> Result<()> {
+        let keys = self.keys_of(items.iter().map(|(k, _)| k))?;
+        let values = items
+            .iter()
+            .map(|(_, v)| single_value(v))
+            .collect::<Result<Vec<_>>>()?;
+        self.fan_out("MSET", &keys, |cmd, i| {
+            cmd.arg(&keys[i]).arg(&values[i]);
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `DEL` over any number of keys, split per shard and sent concurrently: how many existed.
+    pub async fn del_many<K: ToRedisArgs>(&self, keys: &[K]) -> Result<usize> {
+        let keys = self.keys(keys)?;
+        let replies = self
+            .fan_out("DEL", &keys, |cmd, i| {
+                cmd.arg(&keys[i]);
+            })
+            .await?;
+        replies.into_iter().try_fold(0usize, |sum, (_, reply)| {
+            usize::from_redis_value(reply)
+                .map(|n| sum + n)
+                .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
+        })
+    }
+
+    /// The request path of every single-key command.
+    async fn run<T: FromRedisValue>(&self, name: &'static str, key: &[u8], cmd: &Cmd) -> Result<T> {
+        let table = self.inner.router.load();
+        let shard = &table.shards[table.shard_index(key)];
+        let span = tracing::debug_span!(
+            "shardis",
+            cmd = name,
+            shard = %shard.name,
+            endpoint = shard.primary.label()
+        );
+        shard
+            .primary
+            .query(cmd)
+            .instrument(span)
+            .await
+            .map_err(|e| e.with_shard(shard.name.as_str()))
+    }
+
+    /// Groups `keys` by shard, builds one `name` command per shard with `add(cmd, index)` for
+    /// each of its keys, sends them all at once, and returns each shard's key positions with
+    /// its reply.
+    async fn fan_out(
+        &self,
+        name: &'static str,
+        keys: &[Vec<u8>],
+        mut add: impl FnMut(&mut Cmd, usize),
+    ) -> Result<Vec<(Vec<usize>, Value)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let table = self.inner.router.load();
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        let owners: Vec<usize> = keys.iter().map(|k| table.shard_index(k)).collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|i| owners[*i]);
+        for i in order {
+            match groups.last_mut() {
+                Some((shard, positions)) if *shard == owners[i] => positions.push(i),
+                _ => groups.push((owners[i], vec![i])),
+            }
+        }
+        let requests = groups.into_iter().map(|(shard, positions)| {
+            let route: &ShardRoute = &table.shards[shard];
+            let mut cmd = redis::cmd(name);
+            for &i in &positions {
+                add(&mut cmd, i);
+            }
+            let span = tracing::debug_span!(
+                "shardis",
+                cmd = name,
+                shard = %route.name,
+                endpoint = route.primary.label(),
+                keys = positions.len()
+            );
+            async move {
+                let reply = route
+                    .primary
+                    .query::<Value>(&cmd)
+                    .await
+                    .map_err(|e| e.with_shard(route.name.as_str()))?;
+                Ok::<_, Error>((positions, reply))
+            }
+            .instrument(span)
+        });
+        // Collect every shard's outcome before returning, so no request is left half-read.
+        join_all(requests.collect::<Vec<_>>())
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// The key as the single argument it must be, within the size limit.
+    fn key<K: ToRedisArgs>(&self, key: &K) -> Result<Vec<u8>> {
+        let mut args = key.to_redis_args();
+        if args.len() != 1 {
+            return Err(Error::invalid_input(format!(
+                "a key must be exactly one argument, this one is {}",
+                args.len()
+            )));
+        }
+        let key = args.pop().unwrap_or_default();
+        if key.len() > self.inner.max_key_bytes {
+            return Err(Error::invalid_input(format!(
+                "key of {} bytes is over the limit of {} bytes",
+                key.len(),
+                self.inner.max_key_bytes
+            )));
+        }
+        Ok(key)
+    }
+
+    fn keys<K: ToRedisArgs>(&self, keys: &[K]) -> Result<Vec<Vec<u8>>> {
+        self.keys_of(keys.iter())
+    }
+
+    fn keys_of<'k, K: ToRedisArgs + 'k>(
+        &self,
+        keys: impl Iterator<Item = &'k K>,
+    ) -> Result<Vec<Vec<u8>>> {
+        keys.map(|k| self.key(k)).collect()
+    }
+}
+
+/// Puts a shard's `MGET` reply at its keys' positions.
+fn scatter(out: &mut [Option<Value>], positions: &[usize], reply: Value) -> Result<()> {
+    let Value::Array(values) = reply else {
+        return Err(Error::new(
+            ErrorKind::Type,
+            format!("MGET answered {reply:?} instead of an array"),
+        ));
+    };
+    if values.len() != positions.len() {
+        return Err(Error::new(
+            ErrorKind::Type,
+            format!(
+                "MGET answered {} values for {} keys",
+                values.len(),
+                positions.len()
+            ),
+        ));
+    }
+    for (&i, v) in positions.iter().zip(values) {
+        out[i] = Some(v);
+    }
+    Ok(())
+}
+
+/// A value as the single argument it must be.
+fn single_value<V: ToRedisArgs>(value: &V) -> Result<Vec<u8>> {
+    let mut args = value.to_redis_args();
+    if args.len() != 1 {
+        return Err(Error::invalid_input(format!(
+            "a value must be exactly one argument, this one is {}",
+            args.len()
+        )));
+    }
+    Ok(args.pop().unwrap_or_default())
+}
+
+/// An expiry in whole milliseconds, at least 1.
+fn millis(ttl: Duration) -> Result<u64> {
+    let ms = ttl.as_millis();
+    if ms == 0 {
+        return Err(Error::invalid_input(format!(
+            "an expiry must be at least 1 ms, got {ttl:?}"
+        )));
+    }
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms <= i64::MAX as u64)
+        .ok_or_else(|| Error::invalid_input(format!("expiry {ttl:?} is too long")))
+}

@@ -1,0 +1,327 @@
+//! The TOML config file and the options it sets.
+//!
+//! ```toml
+//! [placement]
+//! algorithm = "ring"          # optional, the default
+//! vnodes = 160                # ring only: points per unit of weight
+//! hash_tag = "{}"             # optional: only the part inside the first {...} is hashed
+//!
+//! [pool]
+//! connections_per_endpoint = 2
+//! connect_timeout_ms = 500
+//! response_timeout_ms = 500
+//!
+//! [limits]
+//! max_key_bytes = 536870912   # optional
+//!
+//! [[shards]]
+//! name = "cache-a"
+//! primary = "redis://127.0.0.1:7001"
+//! replicas = ["redis://127.0.0.1:7101"]
+//! weight = 1
+//! ```
+//!
+//! Unknown keys anywhere are an error, so a typo never silently falls back to a default.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, Error, ErrorKind};
+use crate::node::PoolOptions;
+use crate::placement::{ring, Algorithm, HashTag, PlacementSpec};
+use crate::topology::{ShardSpec, Topology};
+
+/// Everything about a client except its shards: placement, pools and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The placement algorithm and its parameters. Defaults to a 160-vnode ring.
+    pub placement: PlacementSpec,
+    /// The hash tag, if any. Defaults to none: the whole key is hashed.
+    pub hash_tag: Option<HashTag>,
+    /// Pool settings for every endpoint.
+    pub pool: PoolOptions,
+    /// The largest key accepted, in bytes; a longer key is rejected with
+    /// [`ErrorKind::InvalidInput`] before anything is sent. Defaults to
+    /// [`Options::DEFAULT_MAX_KEY_BYTES`], Redis's own limit.
+    pub max_key_bytes: usize,
+}
+
+impl Options {
+    /// Redis's own key size limit: 512 MiB.
+    pub const DEFAULT_MAX_KEY_BYTES: usize = 512 * 1024 * 1024;
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            placement: PlacementSpec::default(),
+            hash_tag: None,
+            pool: PoolOptions::default(),
+            max_key_bytes: Self::DEFAULT_MAX_KEY_BYTES,
+        }
+    }
+}
+
+/// A parsed and validated config file: the topology and the options.
+///
+/// ```
+/// let config = shardis::Config::from_toml_str(r#"
+///     [placement]
+///     hash_tag = "{}"
+///     [[shards]]
+///     name = "cache-a"
+///     primary = "redis://127.0.0.1:7001"
+/// "#).unwrap();
+/// assert_eq!(config.topology().shards()[0].name(), "cache-a");
+///
+/// let err = shardis::Config::from_toml_str("[pool]\nconections_per_endpoint = 2").unwrap_err();
+/// assert!(err.to_string().contains("conections_per_endpoint"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    topology: Topology,
+    options: Options,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    placement: RawPlacement,
+    #[serde(default)]
+    pool: RawPool,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    shards: Vec<ShardSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    algorithm: Option<Algorithm>,
+    hash_tag: Option<String>,
+    vnodes: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    connections_per_endpoint: Option<u32>,
+    connect_timeout_ms: Option<u64>,
+    response_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_key_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Parses and validates a config from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let options = Options {
+            placement: placement_spec(&raw.placement)?,
+            hash_tag: raw
+                .placement
+                .hash_tag
+                .as_deref()
+                .map(HashTag::parse)
+                .transpose()?,
+            pool: pool_options(&raw.pool)?,
+            max_key_bytes: match raw.limits.max_key_bytes {
+                None => Options::DEFAULT_MAX_KEY_BYTES,
+                Some(0) => {
+                    return Err(ConfigError::InvalidValue {
+                        field: "limits.max_key_bytes".into(),
+                        reason: "must be at least 1".into(),
+                    })
+                }
+                Some(n) => n,
+            },
+        };
+        let topology = Topology::new(raw.shards)?;
+        Ok(Config { topology, options })
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot read config file {}: {e}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        Ok(Config::from_toml_str(&text)?)
+    }
+
+    /// Assembles a config from parts already validated.
+    pub fn new(topology: Topology, options: Options) -> Config {
+        Config { topology, options }
+    }
+
+    /// The shards.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Placement, pool and limit options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Splits the config into its parts.
+    pub fn into_parts(self) -> (Topology, Options) {
+        (self.topology, self.options)
+    }
+}
+
+fn placement_spec(raw: &RawPlacement) -> Result<PlacementSpec, ConfigError> {
+    match raw.algorithm.unwrap_or_default() {
+        Algorithm::Ring => {
+            let vnodes = raw.vnodes.unwrap_or(ring::DEFAULT_VNODES);
+            if vnodes == 0 || vnodes > ring::MAX_VNODES {
+                return Err(ConfigError::InvalidValue {
+                    field: "placement.vnodes".into(),
+                    reason: format!("{vnodes} is outside 1..={}", ring::MAX_VNODES),
+                });
+            }
+            Ok(PlacementSpec::Ring { vnodes })
+        }
+    }
+}
+
+pub(crate) fn check_pool(pool: &PoolOptions) -> Result<(), ConfigError> {
+    let bad = |field: &str, reason: String| ConfigError::InvalidValue {
+        field: field.into(),
+        reason,
+    };
+    if pool.connections_per_endpoint == 0 || pool.connections_per_endpoint > PoolOptions::MAX_CONNECTIONS
+    {
+        return Err(bad(
+            "pool.connections_per_endpoint",
+            format!(
+                "{} is outside 1..={}",
+                pool.connections_per_endpoint,
+                PoolOptions::MAX_CONNECTIONS
+            ),
+        ));
+    }
+    if pool.connect_timeout.is_zero() {
+        return Err(bad("pool.connect_timeout_ms", "must be at least 1".into()));
+    }
+    if pool.response_timeout.is_zero() {
+        return Err(bad("pool.response_timeout_ms", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn pool_options(raw: &RawPool) -> Result<PoolOptions, ConfigError> {
+    let d = PoolOptions::default();
+    let pool = PoolOptions {
+        connections_per_endpoint: raw
+            .connections_per_endpoint
+            .unwrap_or(d.connections_per_endpoint),
+        connect_timeout: raw
+            .connect_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.connect_timeout),
+        response_timeout: raw
+            .response_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.response_timeout),
+    };
+    check_pool(&pool)?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARD: &str = "[[shards]]\nname = \"a\"\nprimary = \"redis://127.0.0.1:7001\"\n";
+
+    #[test]
+    fn full_example_parses() {
+        let c = Config::from_toml_str(
+            r#"
+            [placement]
+            hash_tag = "{}"
+            vnodes = 40
+            [pool]
+            connections_per_endpoint = 3
+            connect_timeout_ms = 250
+            response_timeout_ms = 750
+            [limits]
+            max_key_bytes = 1024
+            [[shards]]
+            name = "cache-a"
+            primary = "redis://127.0.0.1:7001"
+            replicas = ["redis://127.0.0.1:7101"]
+            weight = 2
+            "#,
+        )
+        .unwrap();
+        let o = c.options();
+        assert_eq!(o.placement, PlacementSpec::Ring { vnodes: 40 });
+        assert_eq!(o.hash_tag, Some(HashTag::parse("{}").unwrap()));
+        assert_eq!(o.pool.connections_per_endpoint, 3);
+        assert_eq!(o.pool.connect_timeout, Duration::from_millis(250));
+        assert_eq!(o.pool.response_timeout, Duration::from_millis(750));
+        assert_eq!(o.max_key_bytes, 1024);
+        let s = &c.topology().shards()[0];
+        assert_eq!((s.weight(), s.replicas().len()), (2, 1));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_toml_str(SHARD).unwrap();
+        assert_eq!(c.options(), &Options::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for text in [
+            format!("[pool]\nconnections = 2\n{SHARD}"),
+            format!("[placement]\nhashtag = \"{{}}\"\n{SHARD}"),
+            format!("{SHARD}wieght = 2\n"),
+            format!("[pools]\n{SHARD}"),
+            format!("[placement]\nalgorithm = \"magic\"\n{SHARD}"),
+        ] {
+            assert!(
+                matches!(Config::from_toml_str(&text), Err(ConfigError::Parse(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for (text, field) in [
+            (format!("[pool]\nconnections_per_endpoint = 0\n{SHARD}"), "pool.connections_per_endpoint"),
+            (format!("[pool]\nconnect_timeout_ms = 0\n{SHARD}"), "pool.connect_timeout_ms"),
+            (format!("[pool]\nresponse_timeout_ms = 0\n{SHARD}"), "pool.response_timeout_ms"),
+            (format!("[placement]\nhash_tag = \"{{\"\n{SHARD}"), "placement.hash_tag"),
+            (format!("[placement]\nvnodes = 0\n{SHARD}"), "placement.vnodes"),
+            (format!("[limits]\nmax_key_bytes = 0\n{SHARD}"), "limits.max_key_bytes"),
+        ] {
+            let err = Config::from_toml_str(&text).unwrap_err();
+            match err {
+                ConfigError::InvalidValue { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_shards_is_an_empty_topology() {
+        assert_eq!(Config::from_toml_str(""), Err(ConfigError::EmptyTopology));
+    }
+}

@@ -1,0 +1,230 @@
+//! Local `redis-server` processes for the demo, tests and benchmarks.
+//!
+//! Each [`RedisServer`] is an isolated process on a free loopback port, with persistence off
+//! (`--save ""`, no AOF), its own directory and log file. It is killed when dropped, and its
+//! log is printed if that happens while a thread panics (a failing test).
+//!
+//! The binary is `redis-server` from `PATH`, or the path in `SHARDIS_REDIS_SERVER`.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The environment variable that overrides the `redis-server` binary.
+pub const REDIS_SERVER_ENV: &str = "SHARDIS_REDIS_SERVER";
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const START_ATTEMPTS: usize = 5;
+
+/// A running local `redis-server`.
+///
+/// ```no_run
+/// let server = shardis::local::RedisServer::start().unwrap();
+/// println!("listening at {}", server.url());
+/// // killed when `server` is dropped
+/// ```
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    extra_args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("port", &self.port)
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+/// The `redis-server` binary to run.
+pub fn redis_server_binary() -> PathBuf {
+    std::env::var_os(REDIS_SERVER_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("redis-server"))
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port and waits until it answers `PING`.
+    pub fn start() -> Result<RedisServer> {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g. `["--replicaof", "127.0.0.1",
+    /// "7001"]`).
+    pub fn start_with(extra_args: &[&str]) -> Result<RedisServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("shardis-redis-")
+            .tempdir()
+            .map_err(|e| io_error("cannot create a directory for redis-server", e))?;
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            dir,
+        };
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port()?;
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                // Another process may have taken the port between our probe and the bind.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, "redis-server did not start")))
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let binary = redis_server_binary();
+        let log = self.log_path();
+        let mut child = Command::new(&binary)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "`{}` not found: install Redis (Debian: `apt-get install redis-server`) \
+                             or set {REDIS_SERVER_ENV} to its path",
+                            binary.display()
+                        ),
+                    )
+                } else {
+                    io_error("cannot start redis-server", e)
+                }
+            })?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut s) = child.stderr.take() {
+                    let _ = s.read_to_string(&mut stderr);
+                }
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "redis-server on port {} exited with {status}: {}{}",
+                        self.port,
+                        stderr.trim(),
+                        self.log().trim()
+                    ),
+                ));
+            }
+            if ping(self.port, Duration::from_millis(200)) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("redis-server on port {} did not answer PING within {START_TIMEOUT:?}", self.port),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Kills the process with SIGKILL and reaps it: a crash, not a shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same arguments (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                // The old socket may linger for a moment.
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- log of redis-server on port {} ----\n{}", self.port, self.log());
+        }
+        self.kill();
+    }
+}
+
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what}: {e}")).with_source(e)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| io_error("cannot find a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| io_error("cannot find a free port", e))
+}
+
+/// True if a server on the loopback `port` answers `PING` within `timeout`.
+fn ping(port: u16, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}

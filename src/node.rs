@@ -1,0 +1,184 @@
+//! A node: one endpoint's connection pool and what is known of its state.
+//!
+//! Nodes are keyed by endpoint, not by shard, and hold no placement: the routing table points
+//! shards at nodes, so a topology swap can hand an unchanged endpoint's node to the new table.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::{Cmd, FromRedisValue};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::{Conn, Manager};
+use crate::topology::Endpoint;
+
+/// Pool settings for every endpoint (`[pool]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolOptions {
+    /// Multiplexed connections kept open to each endpoint. Each carries many concurrent requests;
+    /// more than one spreads the work of parsing replies. Defaults to
+    /// [`PoolOptions::DEFAULT_CONNECTIONS`].
+    pub connections_per_endpoint: u32,
+    /// Limit on establishing a connection (TCP connect and handshake), and on waiting for a
+    /// pooled connection. Defaults to [`PoolOptions::DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Limit on waiting for a reply to a request. Defaults to
+    /// [`PoolOptions::DEFAULT_RESPONSE_TIMEOUT`].
+    pub response_timeout: Duration,
+}
+
+impl PoolOptions {
+    /// Default connections per endpoint: 2.
+    pub const DEFAULT_CONNECTIONS: u32 = 2;
+    /// Default connect timeout: 500 ms. A cache that cannot connect within that is better
+    /// treated as down than waited for.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+    /// Default response timeout: 500 ms.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+    /// Upper bound on connections per endpoint.
+    pub const MAX_CONNECTIONS: u32 = 1024;
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            connections_per_endpoint: Self::DEFAULT_CONNECTIONS,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+}
+
+/// One endpoint's pool.
+pub(crate) struct Node {
+    endpoint: Endpoint,
+    /// `host:port[/db]`, computed once for spans and errors.
+    label: Arc<str>,
+    pool: bb8::Pool<Manager>,
+    connect_timeout: Duration,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("endpoint", &self.endpoint).finish()
+    }
+}
+
+impl Node {
+    /// Creates the node and starts its pool filling in the background; never blocks on I/O.
+    pub(crate) fn new(endpoint: Endpoint, options: &PoolOptions) -> Result<Node> {
+        let label: Arc<str> = Arc::from(endpoint.label());
+        if endpoint.is_tls() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "rediss:// (TLS) endpoints are parsed but not supported yet",
+            )
+            .with_endpoint(&label));
+        }
+        let client = redis::Client::open(endpoint.secret_url()).map_err(|e| {
+            // The redis-rs message may quote the URL; replace it with our own words.
+            Error::new(
+                ErrorKind::Config,
+                format!("redis-rs rejected the endpoint: {:?}", e.kind()),
+            )
+            .with_endpoint(&label)
+        })?;
+        let last_error = Arc::new(Mutex::new(None));
+        let manager = Manager::new(
+            client,
+            options.connect_timeout,
+            options.response_timeout,
+            last_error.clone(),
+        );
+        let pool = bb8::Pool::builder()
+            .max_size(options.connections_per_endpoint)
+            .min_idle(Some(options.connections_per_endpoint))
+            .connection_timeout(options.connect_timeout)
+            // Connections are multiplexed and checked out only for an instant; a dead one is
+            // found by its broken flag, so a PING per checkout would only add a round trip.
+            .test_on_check_out(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .build_unchecked(manager);
+        Ok(Node {
+            endpoint,
+            label,
+            pool,
+            connect_timeout: options.connect_timeout,
+            last_error,
+        })
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A connection to use for one request. The pool slot is released before returning:
+    /// multiplexed connections are shared, not owned.
+    async fn connection(&self) -> Result<Conn> {
+        // A broken connection is dropped when its guard is released; bounded so a flapping
+        // endpoint cannot keep a caller here.
+        for _ in 0..=self.pool.state().connections.max(1) {
+            match self.pool.get().await {
+                Ok(guard) => {
+                    if guard.is_broken() {
+                        drop(guard);
+                        continue;
+                    }
+                    return Ok(guard.clone());
+                }
+                Err(bb8::RunError::User(e)) => return Err(self.error(Error::from_redis(e))),
+                Err(bb8::RunError::TimedOut) => return Err(self.checkout_timeout()),
+            }
+        }
+        Err(self.error(Error::new(
+            ErrorKind::Connection,
+            "every pooled connection was broken; reconnecting",
+        )))
+    }
+
+    fn checkout_timeout(&self) -> Error {
+        let last = self.last_error.lock().ok().and_then(|slot| slot.clone());
+        let e = match last {
+            Some(reason) => Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "cannot connect within {} ms: {reason}",
+                    self.connect_timeout.as_millis()
+                ),
+            ),
+            None => Error::timeout("waiting for a connection", self.connect_timeout),
+        };
+        self.error(e)
+    }
+
+    fn error(&self, e: Error) -> Error {
+        e.with_endpoint(&self.label)
+    }
+
+    /// Runs one command and converts its reply.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.connection().await?;
+        cmd.query_async::<T>(&mut conn.inner)
+            .await
+            .map_err(|e| self.fail(&conn, e))
+    }
+
+    fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {
+        // A timeout leaves the socket usable (the late reply is discarded); a dropped or failed
+        // socket is not.
+        if !e.is_timeout()
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error())
+        {
+            conn.mark_broken();
+        }
+        self.error(Error::from_redis(e))
+    }
+
+    /// Waits until at least one connection is established, or fails with why it cannot.
+    pub(crate) async fn ensure_connected(&self) -> Result<()> {
+        self.connection().await.map(|_| ())
+    }
+}
