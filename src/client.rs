@@ -59,7 +59,7 @@ impl std::fmt::Debug for Client {
         let table = self.inner.router.load();
         f.debug_struct("Client")
             .field("version", &table.version)
-            .field("placement", &table.placement.algorithm())
+            .field("placement", &table.locator.placement().algorithm())
             .field("shards", &table.topology)
             .finish()
     }
@@ -322,10 +322,7 @@ impl Client {
         .into_iter()
         .try_for_each(|(positions, reply)| scatter(&mut out, &positions, reply))?;
         out.into_iter()
-            .map(|v| {
-                V::from_redis_value(v.unwrap_or(Value::Nil))
-                    .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
-            })
+            .map(|v| V::from_redis_value(v.unwrap_or(Value::Nil)).map_err(Error::conversion))
             .collect()
     }
 
@@ -355,7 +352,7 @@ impl Client {
         replies.into_iter().try_fold(0usize, |sum, (_, reply)| {
             usize::from_redis_value(reply)
                 .map(|n| sum + n)
-                .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
+                .map_err(Error::conversion)
         })
     }
 
@@ -369,11 +366,11 @@ impl Client {
             shard = %shard.name,
             endpoint = shard.primary.label()
         );
-        shard
-            .primary
-            .query(cmd)
+        let node = &shard.primary;
+        node.query(cmd)
             .instrument(span)
             .await
+            .and_then(|reply| T::from_redis_value(reply).map_err(Error::conversion))
             .map_err(|e| e.with_shard(shard.name.as_str()))
     }
 
@@ -416,7 +413,7 @@ impl Client {
             async move {
                 let reply = route
                     .primary
-                    .query::<Value>(&cmd)
+                    .query(&cmd)
                     .await
                     .map_err(|e| e.with_shard(route.name.as_str()))?;
                 Ok::<_, Error>((positions, reply))

@@ -203,7 +203,8 @@ pub(crate) fn check_pool(pool: &PoolOptions) -> Result<(), ConfigError> {
         field: field.into(),
         reason,
     };
-    if pool.connections_per_endpoint == 0 || pool.connections_per_endpoint > PoolOptions::MAX_CONNECTIONS
+    if pool.connections_per_endpoint == 0
+        || pool.connections_per_endpoint > PoolOptions::MAX_CONNECTIONS
     {
         return Err(bad(
             "pool.connections_per_endpoint",
@@ -305,12 +306,30 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         for (text, field) in [
-            (format!("[pool]\nconnections_per_endpoint = 0\n{SHARD}"), "pool.connections_per_endpoint"),
-            (format!("[pool]\nconnect_timeout_ms = 0\n{SHARD}"), "pool.connect_timeout_ms"),
-            (format!("[pool]\nresponse_timeout_ms = 0\n{SHARD}"), "pool.response_timeout_ms"),
-            (format!("[placement]\nhash_tag = \"{{\"\n{SHARD}"), "placement.hash_tag"),
-            (format!("[placement]\nvnodes = 0\n{SHARD}"), "placement.vnodes"),
-            (format!("[limits]\nmax_key_bytes = 0\n{SHARD}"), "limits.max_key_bytes"),
+            (
+                format!("[pool]\nconnections_per_endpoint = 0\n{SHARD}"),
+                "pool.connections_per_endpoint",
+            ),
+            (
+                format!("[pool]\nconnect_timeout_ms = 0\n{SHARD}"),
+                "pool.connect_timeout_ms",
+            ),
+            (
+                format!("[pool]\nresponse_timeout_ms = 0\n{SHARD}"),
+                "pool.response_timeout_ms",
+            ),
+            (
+                format!("[placement]\nhash_tag = \"{{\"\n{SHARD}"),
+                "placement.hash_tag",
+            ),
+            (
+                format!("[placement]\nvnodes = 0\n{SHARD}"),
+                "placement.vnodes",
+            ),
+            (
+                format!("[limits]\nmax_key_bytes = 0\n{SHARD}"),
+                "limits.max_key_bytes",
+            ),
         ] {
             let err = Config::from_toml_str(&text).unwrap_err();
             match err {

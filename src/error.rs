@@ -226,21 +226,22 @@ impl Error {
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
-        } else if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_unrecoverable_error()
-        {
+        } else if is_connection_failure(&err) {
             ErrorKind::Connection
         } else {
             match err.kind() {
                 redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::Type,
-                redis::ErrorKind::Io => ErrorKind::Connection,
+                redis::ErrorKind::AuthenticationFailed => ErrorKind::Connection,
                 redis::ErrorKind::InvalidClientConfig => ErrorKind::Config,
                 _ => ErrorKind::Server,
             }
         };
         Error::new(kind, err.to_string()).with_source(err)
+    }
+
+    /// A reply that does not convert to the requested type.
+    pub(crate) fn conversion(err: redis::ParsingError) -> Self {
+        Error::new(ErrorKind::Type, err.to_string())
     }
 
     pub(crate) fn timeout(what: &str, after: Duration) -> Self {
@@ -299,6 +300,13 @@ impl std::error::Error for Error {
     }
 }
 
+/// True when the socket itself failed (refused, reset, closed), as opposed to a timeout or an
+/// error reply: the connection must be replaced.
+pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
+    !err.is_timeout()
+        && (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
+}
+
 /// `Result<T, shardis::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -322,7 +330,10 @@ mod tests {
     fn config_error_keeps_its_variant() {
         let e: Error = ConfigError::DuplicateShardName("a".into()).into();
         assert_eq!(e.kind(), ErrorKind::Config);
-        assert_eq!(e.config(), Some(&ConfigError::DuplicateShardName("a".into())));
+        assert_eq!(
+            e.config(),
+            Some(&ConfigError::DuplicateShardName("a".into()))
+        );
         assert!(!e.is_failover_candidate());
     }
 }

@@ -138,7 +138,10 @@ impl RedisServer {
                 let _ = child.wait();
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!("redis-server on port {} did not answer PING within {START_TIMEOUT:?}", self.port),
+                    format!(
+                        "redis-server on port {} did not answer PING within {START_TIMEOUT:?}",
+                        self.port
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -172,8 +175,41 @@ impl RedisServer {
     /// Kills the process with SIGKILL and reaps it: a crash, not a shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too; SIGCONT first keeps its exit tidy.
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Freezes the process with SIGSTOP: it keeps its port and accepts TCP connections (the
+    /// kernel does), but answers nothing, like a hung host.
+    pub fn pause(&self) -> Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Resumes a paused process with SIGCONT.
+    pub fn resume(&self) -> Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, signal: libc::c_int) -> Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "redis-server is not running"))?;
+        let pid = libc::pid_t::try_from(pid)
+            .map_err(|_| Error::new(ErrorKind::Io, format!("pid {pid} out of range")))?;
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped), and a valid
+        // signal number; it touches no memory of ours.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io_error(
+                "cannot signal redis-server",
+                std::io::Error::last_os_error(),
+            ))
         }
     }
 
@@ -185,7 +221,9 @@ impl RedisServer {
             match self.spawn() {
                 Ok(()) => return Ok(()),
                 // The old socket may linger for a moment.
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -195,7 +233,11 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- log of redis-server on port {} ----\n{}", self.port, self.log());
+            eprintln!(
+                "---- log of redis-server on port {} ----\n{}",
+                self.port,
+                self.log()
+            );
         }
         self.kill();
     }

@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{Cmd, FromRedisValue};
+use redis::{Cmd, Value};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{is_connection_failure, Error, ErrorKind, Result};
 use crate::pool::{Conn, Manager};
 use crate::topology::Endpoint;
 
@@ -57,12 +57,15 @@ pub(crate) struct Node {
     label: Arc<str>,
     pool: bb8::Pool<Manager>,
     connect_timeout: Duration,
+    max_connections: u32,
     last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("Node")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
@@ -107,6 +110,7 @@ impl Node {
             label,
             pool,
             connect_timeout: options.connect_timeout,
+            max_connections: options.connections_per_endpoint,
             last_error,
         })
     }
@@ -120,23 +124,33 @@ impl Node {
     async fn connection(&self) -> Result<Conn> {
         // A broken connection is dropped when its guard is released; bounded so a flapping
         // endpoint cannot keep a caller here.
-        for _ in 0..=self.pool.state().connections.max(1) {
+        for _ in 0..=self.max_connections {
+            if self.pool.state().connections == 0 {
+                return self.connect_now().await;
+            }
             match self.pool.get().await {
-                Ok(guard) => {
-                    if guard.is_broken() {
-                        drop(guard);
-                        continue;
-                    }
-                    return Ok(guard.clone());
-                }
+                Ok(guard) if guard.is_broken() => drop(guard),
+                Ok(guard) => return Ok(guard.clone()),
                 Err(bb8::RunError::User(e)) => return Err(self.error(Error::from_redis(e))),
                 Err(bb8::RunError::TimedOut) => return Err(self.checkout_timeout()),
             }
         }
-        Err(self.error(Error::new(
-            ErrorKind::Connection,
-            "every pooled connection was broken; reconnecting",
-        )))
+        self.connect_now().await
+    }
+
+    /// Connects directly when the pool holds no established connection, so that a refused or
+    /// unreachable endpoint fails at once with its real cause (bb8's checkout only reports a
+    /// timeout, after the whole connect timeout). The new connection is offered to the pool.
+    async fn connect_now(&self) -> Result<Conn> {
+        let conn = self
+            .pool
+            .dedicated_connection()
+            .await
+            .map_err(|e| self.error(Error::from_redis(e)))?;
+        // At capacity (the background filler won the race) the pool refuses it; this request
+        // still uses it, and it closes when the request ends.
+        let _ = self.pool.add(conn.clone());
+        Ok(conn)
     }
 
     fn checkout_timeout(&self) -> Error {
@@ -158,10 +172,11 @@ impl Node {
         e.with_endpoint(&self.label)
     }
 
-    /// Runs one command and converts its reply.
-    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    /// Runs one command. The reply is returned unconverted: a reply of an unexpected type is
+    /// the caller's problem, not the connection's.
+    pub(crate) async fn query(&self, cmd: &Cmd) -> Result<Value> {
         let mut conn = self.connection().await?;
-        cmd.query_async::<T>(&mut conn.inner)
+        cmd.query_async::<Value>(&mut conn.inner)
             .await
             .map_err(|e| self.fail(&conn, e))
     }
@@ -169,9 +184,7 @@ impl Node {
     fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {
         // A timeout leaves the socket usable (the late reply is discarded); a dropped or failed
         // socket is not.
-        if !e.is_timeout()
-            && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error())
-        {
+        if is_connection_failure(&e) {
             conn.mark_broken();
         }
         self.error(Error::from_redis(e))

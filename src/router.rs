@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use crate::config::Options;
 use crate::error::Result;
 use crate::node::Node;
-use crate::placement::{HashTag, Placement, PlacementNode};
+use crate::placement::Locator;
 use crate::topology::{Endpoint, ShardName, Topology};
 
 /// One shard's route: its name and the nodes of its endpoints.
@@ -28,24 +28,19 @@ pub(crate) struct ShardRoute {
 pub(crate) struct RoutingTable {
     pub(crate) version: u64,
     pub(crate) topology: Topology,
-    pub(crate) hash_tag: Option<HashTag>,
-    pub(crate) placement: Box<dyn Placement>,
+    pub(crate) locator: Locator,
     /// In the order of `topology.shards()`, which is the placement's index order.
     pub(crate) shards: Vec<ShardRoute>,
 }
 
 impl RoutingTable {
     /// Builds a table, opening a node (pool) per endpoint; no I/O is awaited.
-    pub(crate) fn build(version: u64, topology: Topology, options: &Options) -> Result<RoutingTable> {
-        let placement_nodes: Vec<PlacementNode<'_>> = topology
-            .shards()
-            .iter()
-            .map(|s| PlacementNode {
-                name: s.name().as_str(),
-                weight: s.weight(),
-            })
-            .collect();
-        let placement = options.placement.build(&placement_nodes)?;
+    pub(crate) fn build(
+        version: u64,
+        topology: Topology,
+        options: &Options,
+    ) -> Result<RoutingTable> {
+        let locator = Locator::new(&topology, options)?;
         let node = |ep: &Endpoint| Node::new(ep.clone(), &options.pool).map(Arc::new);
         let mut shards = Vec::with_capacity(topology.shards().len());
         for s in topology.shards() {
@@ -63,8 +58,7 @@ impl RoutingTable {
         Ok(RoutingTable {
             version,
             topology,
-            hash_tag: options.hash_tag,
-            placement,
+            locator,
             shards,
         })
     }
@@ -72,11 +66,7 @@ impl RoutingTable {
     /// The index of the shard owning `key`.
     #[inline]
     pub(crate) fn shard_index(&self, key: &[u8]) -> usize {
-        let hashed = match &self.hash_tag {
-            Some(tag) => tag.extract(key),
-            None => key,
-        };
-        self.placement.locate(hashed)
+        self.locator.index(key)
     }
 }
 

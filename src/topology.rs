@@ -263,12 +263,7 @@ pub(crate) fn redact_url(raw: &str) -> String {
             } else {
                 user.to_owned()
             };
-            format!(
-                "{}://{}@{}",
-                &raw[..scheme_end],
-                shown,
-                &rest[at + 1..]
-            )
+            format!("{}://{}@{}", &raw[..scheme_end], shown, &rest[at + 1..])
         }
         None => raw.to_owned(),
     }
@@ -560,17 +555,25 @@ mod tests {
 
     #[test]
     fn same_host_other_db_is_another_endpoint() {
-        assert!(Topology::new(vec![spec("a", "redis://h:1/0"), spec("b", "redis://h:1/1")]).is_ok());
+        assert!(
+            Topology::new(vec![spec("a", "redis://h:1/0"), spec("b", "redis://h:1/1")]).is_ok()
+        );
     }
 
     #[test]
     fn debug_never_shows_secrets() {
         let s = spec("a", "redis://u:hunter2@h:1").replica("redis://:hunter3@h:2");
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
         let t = Topology::new(vec![s]).unwrap();
         let shown = format!("{t:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::config::Options;
 use crate::error::ConfigError;
+use crate::topology::{ShardName, Topology};
 
 pub mod ring;
 
@@ -122,6 +124,74 @@ pub(crate) fn check_nodes(nodes: &[PlacementNode<'_>]) -> Result<(), ConfigError
     Ok(())
 }
 
+/// Key → shard without connections: the shard names, the hash tag and the placement table.
+///
+/// The routing table routes with one; the CLI's `locate` and offline tools use one alone.
+///
+/// ```
+/// use shardis::{placement::Locator, Options, ShardSpec, Topology};
+/// let topology = Topology::new(vec![
+///     ShardSpec::new("a", "redis://127.0.0.1:7001"),
+///     ShardSpec::new("b", "redis://127.0.0.1:7002"),
+/// ])
+/// .unwrap();
+/// let mut options = Options::default();
+/// options.hash_tag = Some(shardis::HashTag::parse("{}").unwrap());
+/// let locator = Locator::new(&topology, &options).unwrap();
+/// assert_eq!(locator.locate(b"{user:1}:cart"), locator.locate(b"{user:1}:name"));
+/// ```
+#[derive(Debug)]
+pub struct Locator {
+    names: Vec<ShardName>,
+    hash_tag: Option<HashTag>,
+    placement: Box<dyn Placement>,
+}
+
+impl Locator {
+    /// Builds the placement table of `topology` as `options` say.
+    pub fn new(topology: &Topology, options: &Options) -> Result<Locator, ConfigError> {
+        let nodes: Vec<PlacementNode<'_>> = topology
+            .shards()
+            .iter()
+            .map(|s| PlacementNode {
+                name: s.name().as_str(),
+                weight: s.weight(),
+            })
+            .collect();
+        Ok(Locator {
+            placement: options.placement.build(&nodes)?,
+            names: topology.shards().iter().map(|s| s.name().clone()).collect(),
+            hash_tag: options.hash_tag,
+        })
+    }
+
+    /// The index, in topology order, of the shard owning `key`.
+    #[inline]
+    pub fn index(&self, key: &[u8]) -> usize {
+        let hashed = match &self.hash_tag {
+            Some(tag) => tag.extract(key),
+            None => key,
+        };
+        self.placement.locate(hashed)
+    }
+
+    /// The name of the shard owning `key`.
+    #[inline]
+    pub fn locate(&self, key: &[u8]) -> &ShardName {
+        &self.names[self.index(key)]
+    }
+
+    /// The placement table.
+    pub fn placement(&self) -> &dyn Placement {
+        self.placement.as_ref()
+    }
+
+    /// The shard names in topology order.
+    pub fn names(&self) -> &[ShardName] {
+        &self.names
+    }
+}
+
 /// A hash tag: two delimiter bytes. When a key contains the opening byte and, after it, the
 /// closing byte, with something between them, only that part is hashed, so related keys
 /// (`{user:1}:name`, `{user:1}:cart`) land on one shard. This is twemproxy's and Redis
@@ -198,7 +268,10 @@ mod tests {
         let spec = PlacementSpec::default();
         assert_eq!(spec.build(&[]).unwrap_err(), ConfigError::EmptyTopology);
         assert!(matches!(
-            spec.build(&[PlacementNode { name: "a", weight: 0 }]),
+            spec.build(&[PlacementNode {
+                name: "a",
+                weight: 0
+            }]),
             Err(ConfigError::ZeroWeight { .. })
         ));
     }

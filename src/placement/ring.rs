@@ -174,7 +174,14 @@ mod tests {
                 let h = key_hash(&k);
                 assert_eq!(r.locate_hash(h), slow_locate(&r, h));
             }
-            for h in [0, 1, u64::MAX, u64::MAX - 1, r.points[0], *r.points.last().unwrap()] {
+            for h in [
+                0,
+                1,
+                u64::MAX,
+                u64::MAX - 1,
+                r.points[0],
+                *r.points.last().unwrap(),
+            ] {
                 assert_eq!(r.locate_hash(h), slow_locate(&r, h));
             }
         }
@@ -190,7 +197,10 @@ mod tests {
         for k in keys(5000) {
             let ia = a.locate(&k);
             let ib = b.locate(&k);
-            assert_eq!(ns[ia], rev[ib].name, "placement depends on names, not order");
+            assert_eq!(
+                ns[ia], rev[ib].name,
+                "placement depends on names, not order"
+            );
         }
     }
 
@@ -225,8 +235,14 @@ mod tests {
     fn weights_scale_share() {
         let ns = names(2);
         let weighted = [
-            PlacementNode { name: &ns[0], weight: 1 },
-            PlacementNode { name: &ns[1], weight: 3 },
+            PlacementNode {
+                name: &ns[0],
+                weight: 1,
+            },
+            PlacementNode {
+                name: &ns[1],
+                weight: 3,
+            },
         ];
         let r = Ring::new(&weighted, 160).unwrap();
         let mut counts = [0usize; 2];
