@@ -2,8 +2,11 @@
 //!
 //! ```toml
 //! [placement]
-//! algorithm = "ring"          # optional, the default
-//! vnodes = 160                # ring only: points per unit of weight
+//! algorithm = "rendezvous_table"  # optional, the default; or ring, ketama, jump, rendezvous, maglev
+//! arc_bits = 21               # rendezvous_table only: 2^arc_bits arcs
+//! # vnodes = 160              # ring only: points per unit of weight
+//! # hash = "fnv1a_64"         # ketama only: a twemproxy key hash
+//! # table_size = 65537        # maglev only: a prime
 //! hash_tag = "{}"             # optional: only the part inside the first {...} is hashed
 //!
 //! [pool]
@@ -30,14 +33,16 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::node::PoolOptions;
-use crate::placement::{ring, Algorithm, HashTag, PlacementSpec};
+use crate::placement::{
+    maglev, rendezvous_table, ring, Algorithm, HashTag, KeyHash, PlacementSpec,
+};
 use crate::topology::{ShardSpec, Topology};
 
 /// Everything about a client except its shards: placement, pools and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// The placement algorithm and its parameters. Defaults to a 160-vnode ring.
+    /// The placement algorithm and its parameters. Defaults to `rendezvous_table` with 2^21 arcs.
     pub placement: PlacementSpec,
     /// The hash tag, if any. Defaults to none: the whole key is hashed.
     pub hash_tag: Option<HashTag>,
@@ -105,6 +110,9 @@ struct RawPlacement {
     algorithm: Option<Algorithm>,
     hash_tag: Option<String>,
     vnodes: Option<u32>,
+    hash: Option<KeyHash>,
+    table_size: Option<u32>,
+    arc_bits: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,18 +192,61 @@ impl Config {
 }
 
 fn placement_spec(raw: &RawPlacement) -> Result<PlacementSpec, ConfigError> {
-    match raw.algorithm.unwrap_or_default() {
-        Algorithm::Ring => {
-            let vnodes = raw.vnodes.unwrap_or(ring::DEFAULT_VNODES);
-            if vnodes == 0 || vnodes > ring::MAX_VNODES {
-                return Err(ConfigError::InvalidValue {
-                    field: "placement.vnodes".into(),
-                    reason: format!("{vnodes} is outside 1..={}", ring::MAX_VNODES),
-                });
-            }
-            Ok(PlacementSpec::Ring { vnodes })
+    let algorithm = raw.algorithm.unwrap_or_default();
+    // A parameter of another algorithm is a mistake, not something to ignore.
+    for (field, given, owner) in [
+        ("vnodes", raw.vnodes.is_some(), Algorithm::Ring),
+        ("hash", raw.hash.is_some(), Algorithm::Ketama),
+        ("table_size", raw.table_size.is_some(), Algorithm::Maglev),
+        (
+            "arc_bits",
+            raw.arc_bits.is_some(),
+            Algorithm::RendezvousTable,
+        ),
+    ] {
+        if given && algorithm != owner {
+            return Err(ConfigError::InvalidValue {
+                field: format!("placement.{field}"),
+                reason: format!("applies to algorithm = \"{owner}\", not \"{algorithm}\""),
+            });
         }
     }
+    let range = |field: &str, v: u32, lo: u32, hi: u32| {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::InvalidValue {
+                field: format!("placement.{field}"),
+                reason: format!("{v} is outside {lo}..={hi}"),
+            })
+        }
+    };
+    Ok(match algorithm.default_spec() {
+        PlacementSpec::Ring { vnodes } => PlacementSpec::Ring {
+            vnodes: range("vnodes", raw.vnodes.unwrap_or(vnodes), 1, ring::MAX_VNODES)?,
+        },
+        PlacementSpec::RendezvousTable { arc_bits } => PlacementSpec::RendezvousTable {
+            arc_bits: range(
+                "arc_bits",
+                raw.arc_bits.unwrap_or(arc_bits),
+                rendezvous_table::MIN_ARC_BITS,
+                rendezvous_table::MAX_ARC_BITS,
+            )?,
+        },
+        PlacementSpec::Ketama { hash } => PlacementSpec::Ketama {
+            hash: raw.hash.unwrap_or(hash),
+        },
+        // The table size must also be prime and above the total weight, checked when built.
+        PlacementSpec::Maglev { table_size } => PlacementSpec::Maglev {
+            table_size: range(
+                "table_size",
+                raw.table_size.unwrap_or(table_size),
+                2,
+                maglev::MAX_TABLE_SIZE,
+            )?,
+        },
+        other => other,
+    })
 }
 
 pub(crate) fn check_pool(pool: &PoolOptions) -> Result<(), ConfigError> {
@@ -254,6 +305,7 @@ mod tests {
         let c = Config::from_toml_str(
             r#"
             [placement]
+            algorithm = "ring"
             hash_tag = "{}"
             vnodes = 40
             [pool]
@@ -282,6 +334,43 @@ mod tests {
     }
 
     #[test]
+    fn every_algorithm_parses_with_its_parameters() {
+        for (text, want) in [
+            (
+                "algorithm = \"rendezvous_table\"\narc_bits = 16",
+                PlacementSpec::RendezvousTable { arc_bits: 16 },
+            ),
+            (
+                "algorithm = \"ring\"\nvnodes = 100",
+                PlacementSpec::Ring { vnodes: 100 },
+            ),
+            (
+                "algorithm = \"ketama\"\nhash = \"murmur\"",
+                PlacementSpec::Ketama {
+                    hash: KeyHash::Murmur,
+                },
+            ),
+            (
+                "algorithm = \"ketama\"",
+                PlacementSpec::Ketama {
+                    hash: KeyHash::Fnv1a64,
+                },
+            ),
+            ("algorithm = \"jump\"", PlacementSpec::Jump),
+            ("algorithm = \"rendezvous\"", PlacementSpec::Rendezvous),
+            (
+                "algorithm = \"maglev\"\ntable_size = 131071",
+                PlacementSpec::Maglev {
+                    table_size: 131_071,
+                },
+            ),
+        ] {
+            let c = Config::from_toml_str(&format!("[placement]\n{text}\n{SHARD}")).unwrap();
+            assert_eq!(c.options().placement, want, "{text}");
+        }
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = Config::from_toml_str(SHARD).unwrap();
         assert_eq!(c.options(), &Options::default());
@@ -295,6 +384,7 @@ mod tests {
             format!("{SHARD}wieght = 2\n"),
             format!("[pools]\n{SHARD}"),
             format!("[placement]\nalgorithm = \"magic\"\n{SHARD}"),
+            format!("[placement]\nalgorithm = \"ketama\"\nhash = \"sha1\"\n{SHARD}"),
         ] {
             assert!(
                 matches!(Config::from_toml_str(&text), Err(ConfigError::Parse(_))),

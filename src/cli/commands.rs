@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let format = cli.format;
     match cli.command {
         Command::Demo { keys } => crate::demo::run(format, keys).await,
+        Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate { keys } => locate(&config(cli.config.as_deref())?, format, &keys),
         Command::Get { key } => {
             let client = client(cli.config.as_deref()).await?;

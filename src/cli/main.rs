@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod commands;
 mod demo;
 mod output;
+mod remap;
 
 /// Client-side sharding over plain Redis hosts.
 #[derive(Parser, Debug)]
@@ -72,6 +73,8 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<OsString>,
     },
+    /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
+    Remap(remap::RemapArgs),
     /// Start three local redis-servers, write keys through the client, show how they spread,
     /// read them back, and stop the servers.
     Demo {

@@ -12,7 +12,7 @@
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::{check_nodes, Placement, PlacementNode};
+use super::{check_nodes, key_hash, Ownership, Placement, PlacementNode};
 use crate::error::ConfigError;
 
 /// The default number of points per unit of weight.
@@ -21,17 +21,8 @@ pub const DEFAULT_VNODES: u32 = 160;
 /// The largest accepted `vnodes`.
 pub const MAX_VNODES: u32 = 10_000;
 
-/// The seed of key hashes. Fixed forever: changing it would move every key.
-pub(crate) const KEY_SEED: u64 = 0x7368_6172_6469_7321; // "shardis!"
-
 /// The seed of point hashes. Fixed forever.
 const POINT_SEED: u64 = 0x7269_6e67_706f_696e; // "ringpoin"
-
-/// Hashes the bytes of a key (after hash-tag extraction) onto the 64-bit circle.
-#[inline]
-pub fn key_hash(key: &[u8]) -> u64 {
-    xxh3_64_with_seed(key, KEY_SEED)
-}
 
 /// A weighted virtual-node ring.
 #[derive(Debug, Clone)]
@@ -137,6 +128,23 @@ impl Placement for Ring {
 
     fn memory_bytes(&self) -> usize {
         self.points.capacity() * 8 + self.owners.capacity() * 4 + self.buckets.capacity() * 4
+    }
+
+    fn ownership(&self) -> Option<Ownership> {
+        // Point i owns (point[i-1], point[i]]; the first point also owns the wrap-around.
+        let first = *self.owners.first()?;
+        let mut segments = vec![(0u64, first)];
+        for i in 1..self.points.len() {
+            if self.points[i] != self.points[i - 1] {
+                segments.push((self.points[i - 1] + 1, self.owners[i]));
+            }
+        }
+        if let Some(&last) = self.points.last() {
+            if last < u64::MAX {
+                segments.push((last + 1, first));
+            }
+        }
+        Some(Ownership::Segments { bits: 64, segments })
     }
 }
 
