@@ -23,7 +23,7 @@
 //! - `topology`: shards (stable name, weight, primary, replicas), endpoint URLs, validation.
 //! - `config`: the TOML config file and the options it sets.
 //! - [`placement`]: the [`Placement`](placement::Placement) trait, hash tags, one file per
-//!   algorithm.
+//!   algorithm; `rendezvous_table` is the default.
 //! - `pool`: our bb8 connection manager over redis-rs multiplexed connections (timeouts, broken
 //!   connections dropped).
 //! - `node`: one endpoint's pool and what is known of its state.
@@ -31,6 +31,7 @@
 //! - `client`: the public [`Client`]: single-key commands and per-shard fan-out of multi-key
 //!   commands.
 //! - `error`: the one [`Error`] type and its [`ErrorKind`]s.
+//! - [`twemproxy`]: loading a twemproxy (nutcracker) pool as a shardis config.
 //! - [`local`]: local `redis-server` processes for the demo, tests and benchmarks.
 
 #![deny(missing_docs, missing_debug_implementations)]
@@ -46,6 +47,7 @@ mod topology;
 
 pub mod local;
 pub mod placement;
+pub mod twemproxy;
 
 pub use client::{Client, ClientBuilder, Ttl};
 pub use config::{Config, Options};

@@ -20,7 +20,7 @@ pub enum KeyHash {
     OneAtATime,
     /// The first four bytes of MD5, little-endian.
     Md5,
-    /// CRC-16/ARC.
+    /// twemproxy 0.5's CRC-16: the XMODEM step in an unmasked 32-bit accumulator.
     Crc16,
     /// libmemcached's CRC-32: bits 16..31 of CRC-32, masked to 15 bits.
     Crc32,
@@ -76,7 +76,16 @@ impl KeyHash {
                 let d = Md5::digest(key);
                 u32::from_le_bytes([d[0], d[1], d[2], d[3]])
             }
-            KeyHash::Crc16 => u32::from(CRC16_ARC.checksum(key)),
+            KeyHash::Crc16 => {
+                // The CRC-16/XMODEM step, but in a 32-bit accumulator never masked to 16 bits:
+                // the low half is the CRC, the high half keeps earlier states.
+                let mut crc: u32 = 0;
+                for &b in key {
+                    let index = ((crc >> 8) ^ u32::from(b)) & 0xff;
+                    crc = (crc << 8) ^ u32::from(XMODEM[index as usize]);
+                }
+                crc
+            }
             KeyHash::Crc32 => (CRC32.checksum(key) >> 16) & 0x7fff,
             KeyHash::Crc32a => CRC32.checksum(key),
             KeyHash::Fnv1_64 => {
@@ -124,7 +133,26 @@ fn signed(b: u8) -> i64 {
     i64::from(b as i8)
 }
 
-const CRC16_ARC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_ARC);
+/// The CRC-16/XMODEM (polynomial 0x1021) byte table.
+const XMODEM: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 0x8000 != 0 {
+                (c << 1) ^ 0x1021
+            } else {
+                c << 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 fn one_at_a_time(key: &[u8]) -> u32 {
@@ -308,7 +336,10 @@ mod tests {
     fn standard_vectors() {
         // Published check values where twemproxy's hash is a standard one.
         assert_eq!(KeyHash::Crc32a.hash(b"123456789"), 0xCBF4_3926);
-        assert_eq!(KeyHash::Crc16.hash(b"123456789"), 0xBB3D);
+        // The low half is CRC-16/XMODEM.
+        assert_eq!(KeyHash::Crc16.hash(b"123456789") & 0xffff, 0x31C3);
+        assert_eq!(XMODEM[1], 0x1021);
+        assert_eq!(XMODEM[255], 0x1ef0);
         assert_eq!(KeyHash::Fnv1a32.hash(b"a"), 0xe40c_292c);
         assert_eq!(KeyHash::Fnv1_32.hash(b"a"), 0x050c_5d7e);
         assert_eq!(
