@@ -1,10 +1,12 @@
-//! Placement lookup (hash included) and table build times.
+//! Placement lookup (hash of a 16-byte key included) for every algorithm at 10, 100 and 1000
+//! shards, against the `hashring` crate as an outside baseline; and table build and update times.
 //!
 //! `cargo bench --bench placement`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use shardis::placement::{Placement, PlacementNode, Ring};
 use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use shardis::placement::{Algorithm, PlacementNode, RendezvousTable};
 
 fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("shard-{i}")).collect()
@@ -31,14 +33,30 @@ fn keys() -> Vec<[u8; 16]> {
 fn lookup(c: &mut Criterion) {
     let keys = keys();
     let mut group = c.benchmark_group("lookup");
-    for n in [10, 100, 1000] {
+    for n in [10usize, 100, 1000] {
         let ns = names(n);
-        let ring = Ring::new(&nodes(&ns), 160).expect("ring");
+        for algorithm in Algorithm::ALL {
+            if algorithm == Algorithm::Rendezvous && n == 1000 {
+                continue; // O(N): microseconds, off the scale of the others
+            }
+            let table = algorithm.default_spec().build(&nodes(&ns)).expect("table");
+            let mut i = 0;
+            group.bench_function(BenchmarkId::new(algorithm.as_str(), n), |b| {
+                b.iter(|| {
+                    i = (i + 1) & 4095;
+                    black_box(table.locate(black_box(&keys[i])))
+                })
+            });
+        }
+        let mut ring = hashring::HashRing::new();
+        for name in &ns {
+            ring.add(name.clone());
+        }
         let mut i = 0;
-        group.bench_function(BenchmarkId::new("ring", n), |b| {
+        group.bench_function(BenchmarkId::new("hashring_crate", n), |b| {
             b.iter(|| {
                 i = (i + 1) & 4095;
-                black_box(ring.locate(black_box(&keys[i])))
+                black_box(ring.get(black_box(&keys[i])))
             })
         });
     }
@@ -48,13 +66,29 @@ fn lookup(c: &mut Criterion) {
 fn build(c: &mut Criterion) {
     let mut group = c.benchmark_group("build");
     group.sample_size(10);
-    for n in [10, 100] {
+    for n in [10usize, 100] {
         let ns = names(n);
         let nodes = nodes(&ns);
-        group.bench_function(BenchmarkId::new("ring", n), |b| {
-            b.iter(|| black_box(Ring::new(&nodes, 160).expect("ring")))
-        });
+        for algorithm in Algorithm::ALL {
+            let spec = algorithm.default_spec();
+            group.bench_function(BenchmarkId::new(algorithm.as_str(), n), |b| {
+                b.iter(|| black_box(spec.build(&nodes).expect("table")))
+            });
+        }
     }
+    // The hot-swap path of the default: derive the table after one shard is added or removed.
+    let ns = names(101);
+    let all = nodes(&ns);
+    let bits = shardis::placement::rendezvous_table::DEFAULT_ARC_BITS;
+    let t100 = RendezvousTable::new(&all[..100], bits).expect("table");
+    let mut without_50 = all[..100].to_vec();
+    without_50.remove(50);
+    group.bench_function("update/rendezvous_table/100+1", |b| {
+        b.iter(|| black_box(t100.update(&all).expect("table")))
+    });
+    group.bench_function("update/rendezvous_table/100-1", |b| {
+        b.iter(|| black_box(t100.update(&without_50).expect("table")))
+    });
     group.finish();
 }
 

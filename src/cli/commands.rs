@@ -19,7 +19,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Demo { keys } => crate::demo::run(format, keys).await,
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
-        Command::Locate { keys } => locate(&config(cli.config.as_deref())?, format, &keys),
+        Command::Locate {
+            twemproxy,
+            pool,
+            keys,
+        } => {
+            let config = match twemproxy {
+                Some(path) => {
+                    let import = shardis::twemproxy::import(&path, pool.as_deref())?;
+                    for note in &import.notes {
+                        tracing::info!("twemproxy pool `{}`: {note}", import.pool);
+                    }
+                    import.config
+                }
+                None => config(cli.config.as_deref())?,
+            };
+            locate(&config, format, &keys)
+        }
         Command::Get { key } => {
             let client = client(cli.config.as_deref()).await?;
             let key = key.as_bytes();

@@ -69,6 +69,12 @@ enum Command {
     },
     /// Print which shard owns each key (no connection is made). `-` reads keys from stdin.
     Locate {
+        /// Place keys as this twemproxy (nutcracker) YAML config does, instead of --config.
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        twemproxy: Option<PathBuf>,
+        /// The twemproxy pool, when the file has several.
+        #[arg(long, requires = "twemproxy")]
+        pool: Option<String>,
         /// Keys, or `-` for one key per line on stdin.
         #[arg(required = true)]
         keys: Vec<OsString>,

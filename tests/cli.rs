@@ -1,0 +1,238 @@
+//! The `shardis` binary: its commands, flags and JSON fields are contracts for scripts.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn shardis(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardis");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn get_set_del_against_real_redis() {
+    let servers = servers(2);
+    let config = write(&format!(
+        "[[shards]]\nname = \"a\"\nprimary = \"{}\"\n[[shards]]\nname = \"b\"\nprimary = \"{}\"\n",
+        servers[0].url(),
+        servers[1].url()
+    ));
+    let c = config.path().to_str().unwrap();
+    assert_eq!(shardis(&["--config", c, "set", "k", "v1"], "").1, "OK\n");
+    assert_eq!(shardis(&["--config", c, "get", "k"], "").1, "v1\n");
+    let (code, out, _) = shardis(&["--config", c, "--format", "json", "get", "k"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["value"], "v1");
+    assert!(v["shard"] == "a" || v["shard"] == "b");
+    assert_eq!(shardis(&["--config", c, "del", "k"], "").1, "1\n");
+    let (code, out, err) = shardis(&["--config", c, "get", "k"], "");
+    assert_eq!((code, out.as_str(), err.trim()), (1, "", "(nil)"));
+}
+
+#[test]
+fn errors_exit_2_with_a_typed_json_error() {
+    let port = shardis::local::free_port().unwrap();
+    let config = write(&format!(
+        "[[shards]]\nname = \"a\"\nprimary = \"redis://127.0.0.1:{port}\"\n"
+    ));
+    let c = config.path().to_str().unwrap();
+    let (code, out, err) = shardis(&["--config", c, "--format", "json", "get", "k"], "");
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: "), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["error"]["kind"], "connection");
+    assert_eq!(v["error"]["shard"], "a");
+    let bad = write("[[shards]]\nname = \"a\"\nprimary = \"redis://h:1\"\nweight = 0\n");
+    let (code, _, err) = shardis(
+        &["--config", bad.path().to_str().unwrap(), "locate", "k"],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("weight 0"), "{err}");
+}
+
+#[test]
+fn locate_reads_stdin_and_agrees_with_the_library() {
+    let text = "[[shards]]\nname = \"a\"\nprimary = \"redis://h:1\"\n[[shards]]\nname = \"b\"\nprimary = \"redis://h:2\"\n";
+    let config = write(text);
+    let keys: Vec<String> = (0..200).map(|i| format!("user:{i}")).collect();
+    let (code, out, _) = shardis(
+        &[
+            "--config",
+            config.path().to_str().unwrap(),
+            "locate",
+            "first",
+            "-",
+        ],
+        &keys.join("\n"),
+    );
+    assert_eq!(code, 0);
+    let parsed = shardis::Config::from_toml_str(text).unwrap();
+    let locator = shardis::placement::Locator::new(parsed.topology(), parsed.options()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 201);
+    assert_eq!(lines[0], format!("first\t{}", locator.locate(b"first")));
+    for (line, key) in lines[1..].iter().zip(&keys) {
+        assert_eq!(*line, format!("{key}\t{}", locator.locate(key.as_bytes())));
+    }
+}
+
+#[test]
+fn locate_twemproxy_prints_names_or_host_port() {
+    let yaml = write(
+        "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  hash: fnv1a_64\n  servers:\n   - 127.0.0.1:7001:1\n   - 127.0.0.1:7002:1 named-b\n",
+    );
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let (code, out, _) = shardis(
+        &["locate", "--twemproxy", yaml.path().to_str().unwrap(), "-"],
+        &keys.join("\n"),
+    );
+    assert_eq!(code, 0);
+    let shards: std::collections::HashSet<&str> =
+        out.lines().map(|l| l.split('\t').nth(1).unwrap()).collect();
+    assert_eq!(shards, ["127.0.0.1:7001", "named-b"].into_iter().collect());
+    let (code, _, err) = shardis(
+        &[
+            "locate",
+            "--twemproxy",
+            yaml.path().to_str().unwrap(),
+            "--pool",
+            "beta",
+            "k",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("beta"), "{err}");
+}
+
+#[test]
+fn remap_json_has_the_documented_fields() {
+    let (code, out, err) = shardis(
+        &[
+            "remap",
+            "--algorithms",
+            "all",
+            "--shards",
+            "5",
+            "--add",
+            "1",
+            "--keys",
+            "20000",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["algorithm"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rendezvous_table",
+            "ring",
+            "ketama",
+            "jump",
+            "rendezvous",
+            "maglev"
+        ]
+    );
+    for r in &rows {
+        for field in [
+            "moved_fraction",
+            "min_fraction",
+            "moved_ratio",
+            "moved_between_survivors",
+            "peak_to_mean_before",
+            "peak_to_mean_after",
+            "lookup_ns",
+            "build_ms",
+            "memory_bytes",
+        ] {
+            assert!(r[field].is_number(), "{field} missing in {r}");
+        }
+        assert!((r["min_fraction"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-9);
+    }
+    // Default: the default algorithm alone; removal by name; weights; an SVG plot.
+    let plot = tempfile::Builder::new().suffix(".svg").tempfile().unwrap();
+    let (code, out, err) = shardis(
+        &[
+            "remap",
+            "--shards",
+            "4",
+            "--remove",
+            "shard-1",
+            "--weights",
+            "1,2,1,1",
+            "--exact",
+            "--keys",
+            "1000",
+            "--format",
+            "json",
+            "--plot",
+            plot.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["algorithm"], "rendezvous_table");
+    assert_eq!(rows[0]["exact"], true);
+    assert_eq!(rows[0]["moved_between_survivors"], 0.0);
+    assert!((rows[0]["min_fraction"].as_f64().unwrap() - 0.4).abs() < 1e-9);
+    let svg = std::fs::read_to_string(plot.path()).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("rendezvous_table"));
+    // jump cannot take weights: skipped with a reason, the others still reported.
+    let (code, out, err) = shardis(
+        &[
+            "remap",
+            "--algorithms",
+            "jump,ring",
+            "--weights",
+            "1,2",
+            "--shards",
+            "2",
+            "--keys",
+            "1000",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(err.contains("jump: skipped"), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1);
+}
