@@ -12,10 +12,13 @@ use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
 use tracing::Instrument;
 
-use crate::config::{check_pool, Config, Options};
+use crate::config::{check_health, check_pool, Config, Options};
+use crate::control::{unavailable, ConfigWatch, ShardStatus, Shared};
 use crate::error::{ConfigError, Error, ErrorKind, Result};
-use crate::placement::{HashTag, PlacementSpec};
-use crate::router::{Router, RoutingTable, ShardRoute};
+use crate::health::{Event, HealthOptions};
+use crate::node::Node;
+use crate::placement::{HashTag, Locator, PlacementSpec};
+use crate::router::{OnPrimaryDown, ReadFrom, RoutingTable, ShardRoute};
 use crate::topology::{ShardName, ShardSpec, Topology};
 
 /// A sharded Redis client.
@@ -46,23 +49,25 @@ use crate::topology::{ShardName, ShardSpec, Topology};
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    router: Router,
-    max_key_bytes: usize,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let table = self.inner.router.load();
+        let table = self.shared.router.load();
         f.debug_struct("Client")
             .field("version", &table.version)
-            .field("placement", &table.locator.placement().algorithm())
+            .field("placement", &table.options.placement.algorithm())
             .field("shards", &table.topology)
             .finish()
     }
+}
+
+/// Whether a command only reads (and may go to a replica under the read policy) or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// The remaining time to live of a key, as answered by `PTTL`.
@@ -78,8 +83,9 @@ pub enum Ttl {
 
 /// Builds a [`Client`].
 ///
-/// Defaults: a 160-vnode ring, no hash tag, 2 connections per endpoint, 500 ms connect and
-/// response timeouts, and a connection check of every primary at [`build`](Self::build).
+/// Defaults: `rendezvous_table` placement, no hash tag, 2 connections per endpoint, 500 ms
+/// connect and response timeouts, health probes every 250 ms, reads from primaries, fail fast
+/// when a primary is down, and a connection check of every primary at [`build`](Self::build).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct ClientBuilder {
@@ -109,7 +115,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The placement algorithm. Defaults to a 160-vnode ring.
+    /// The placement algorithm. Defaults to `rendezvous_table` with 2^21 arcs.
     pub fn placement(mut self, spec: PlacementSpec) -> Self {
         self.options.placement = spec;
         self
@@ -130,6 +136,31 @@ impl ClientBuilder {
     /// Response timeout. Defaults to 500 ms.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.options.pool.response_timeout = timeout;
+        self
+    }
+
+    /// Health monitoring settings. Defaults to [`HealthOptions::default`].
+    pub fn health(mut self, health: HealthOptions) -> Self {
+        self.options.health = health;
+        self
+    }
+
+    /// Where reads go. Defaults to [`ReadFrom::Primary`].
+    pub fn read_from(mut self, policy: ReadFrom) -> Self {
+        self.options.routing.read_from = policy;
+        self
+    }
+
+    /// What a shard with a down primary does. Defaults to [`OnPrimaryDown::FailFast`].
+    pub fn on_primary_down(mut self, policy: OnPrimaryDown) -> Self {
+        self.options.routing.on_primary_down = policy;
+        self
+    }
+
+    /// With [`OnPrimaryDown::Eject`], empty a shard (`FLUSHDB`) before it rejoins. Defaults to
+    /// false.
+    pub fn flush_on_rejoin(mut self, flush: bool) -> Self {
+        self.options.routing.flush_on_rejoin = flush;
         self
     }
 
@@ -161,6 +192,7 @@ impl ClientBuilder {
             .into());
         }
         check_pool(&self.options.pool)?;
+        check_health(&self.options.health)?;
         let topology = Topology::new(self.shards)?;
         Client::start(topology, self.options, self.lazy).await
     }
@@ -184,23 +216,8 @@ impl Client {
     }
 
     async fn start(topology: Topology, options: Options, lazy: bool) -> Result<Client> {
-        let table = RoutingTable::build(1, topology, &options)?;
-        if !lazy {
-            let checks = table.shards.iter().map(|s| async move {
-                s.primary
-                    .ensure_connected()
-                    .await
-                    .map_err(|e| e.with_shard(s.name.as_str()))
-            });
-            for result in join_all(checks).await {
-                result?;
-            }
-        }
         Ok(Client {
-            inner: Arc::new(Inner {
-                router: Router::new(table),
-                max_key_bytes: options.max_key_bytes,
-            }),
+            shared: Shared::start(topology, options, lazy).await?,
         })
     }
 
@@ -208,20 +225,70 @@ impl Client {
     ///
     /// A key made of several arguments is located by their concatenation; commands reject
     /// such keys.
+    ///
+    /// While shards are ejected (`on_primary_down = "eject"`) their keys are located on their
+    /// next owner; if every shard is ejected, the name of the key's owner with all shards in.
     pub fn locate<K: ToRedisArgs>(&self, key: K) -> ShardName {
-        let table = self.inner.router.load();
+        let table = self.shared.router.load();
         let bytes = key.to_redis_args().concat();
-        table.shards[table.shard_index(&bytes)].name.clone()
+        match table.shard_index(&bytes) {
+            Some(i) => table.shards[i].name.clone(),
+            None => Locator::new(&table.topology, &table.options)
+                .map(|l| l.locate(&bytes).clone())
+                .unwrap_or_else(|_| table.shards[0].name.clone()),
+        }
     }
 
-    /// The current topology.
+    /// The current topology, as configured (roles as written, ejected shards included).
     pub fn topology(&self) -> Topology {
-        self.inner.router.load().topology.clone()
+        self.shared.router.load().topology.clone()
     }
 
-    /// The version of the current routing table: 1 at start, raised by each topology change.
+    /// The version of the current routing table: 1 at start, raised by each change (topology
+    /// swap, ejection, rejoin, promotion).
     pub fn topology_version(&self) -> u64 {
-        self.inner.router.load().version
+        self.shared.router.load().version
+    }
+
+    /// Subscribes to health transitions, topology changes, ejections, promotions and rejected
+    /// configs. A subscriber that falls more than 1024 events behind loses the oldest
+    /// (`RecvError::Lagged`).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.shared.subscribe()
+    }
+
+    /// Replaces the topology under load: the new routing table is built off to the side (pools
+    /// of unchanged endpoints reused, new primaries connected and checked), then made current
+    /// with one atomic store. Requests in flight finish on the table they started with; pools
+    /// no longer used close once idle. An invalid topology, or a new primary that cannot be
+    /// reached, is rejected with its typed error and the current one stays in force. Returns
+    /// the new table's version.
+    pub async fn update_topology(&self, topology: Topology) -> Result<u64> {
+        self.shared.update(topology, None).await
+    }
+
+    /// Reads a config file and applies its topology and settings as
+    /// [`update_topology`](Self::update_topology) does. Pool and health settings apply to
+    /// endpoints opened after the change (changed settings reopen every endpoint's pool).
+    pub async fn reload_config(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
+        self.shared.reload(path.as_ref()).await
+    }
+
+    /// Reloads the config file whenever its content changes, checking every `every`. A
+    /// rejected file is reported ([`Event::ConfigRejected`] and a log line) and the current
+    /// topology stays. The watch stops when the returned handle is dropped.
+    pub fn watch_config(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        every: Duration,
+    ) -> ConfigWatch {
+        ConfigWatch::start(&self.shared, path.into(), every)
+    }
+
+    /// Every shard and endpoint with its role, health, and the role and replication offset its
+    /// server reports.
+    pub async fn status(&self) -> Vec<ShardStatus> {
+        self.shared.status().await
     }
 
     /// `GET key`: `None`-able types (`Option<T>`) see a missing key as `None`.
@@ -229,7 +296,7 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
-        self.run("GET", &key, &cmd).await
+        self.run("GET", &key, &cmd, Access::Read).await
     }
 
     /// `SET key value`.
@@ -237,7 +304,7 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(single_value(&value)?);
-        self.run("SET", &key, &cmd).await
+        self.run("SET", &key, &cmd, Access::Write).await
     }
 
     /// `SET key value PX ttl`: the expiry has millisecond precision and must be at least 1 ms.
@@ -253,7 +320,7 @@ impl Client {
             .arg(single_value(&value)?)
             .arg("PX")
             .arg(millis(ttl)?);
-        self.run("SET", &key, &cmd).await
+        self.run("SET", &key, &cmd, Access::Write).await
     }
 
     /// `DEL key`: true if the key existed.
@@ -261,7 +328,9 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(&key);
-        self.run::<u64>("DEL", &key, &cmd).await.map(|n| n > 0)
+        self.run::<u64>("DEL", &key, &cmd, Access::Write)
+            .await
+            .map(|n| n > 0)
     }
 
     /// `EXISTS key`.
@@ -269,7 +338,9 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(&key);
-        self.run::<u64>("EXISTS", &key, &cmd).await.map(|n| n > 0)
+        self.run::<u64>("EXISTS", &key, &cmd, Access::Read)
+            .await
+            .map(|n| n > 0)
     }
 
     /// `PEXPIRE key ttl`: true if the key exists and now expires.
@@ -277,7 +348,9 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("PEXPIRE");
         cmd.arg(&key).arg(millis(ttl)?);
-        self.run::<u64>("PEXPIRE", &key, &cmd).await.map(|n| n > 0)
+        self.run::<u64>("PEXPIRE", &key, &cmd, Access::Write)
+            .await
+            .map(|n| n > 0)
     }
 
     /// `PTTL key`, as a [`Ttl`].
@@ -285,7 +358,7 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("PTTL");
         cmd.arg(&key);
-        let ms: i64 = self.run("PTTL", &key, &cmd).await?;
+        let ms: i64 = self.run("PTTL", &key, &cmd, Access::Read).await?;
         Ok(match ms {
             -2 => Ttl::Missing,
             -1 => Ttl::Persistent,
@@ -298,16 +371,30 @@ impl Client {
         let key = self.key(&key)?;
         let mut cmd = redis::cmd("INCRBY");
         cmd.arg(&key).arg(delta);
-        self.run("INCRBY", &key, &cmd).await
+        self.run("INCRBY", &key, &cmd, Access::Write).await
     }
 
-    /// Runs any single-key command on the shard that owns `key`.
+    /// Runs any single-key command on the primary of the shard that owns `key`.
     ///
     /// The command is sent as built; `key` only routes it, so it must be the key the command
-    /// operates on (or share its hash tag).
+    /// operates on (or share its hash tag). It is treated as a write: never sent to a replica,
+    /// never retried.
     pub async fn query<K: ToRedisArgs, T: FromRedisValue>(&self, key: K, cmd: &Cmd) -> Result<T> {
         let key = self.key(&key)?;
-        self.run("QUERY", &key, cmd).await
+        self.run("QUERY", &key, cmd, Access::Write).await
+    }
+
+    /// Runs a read-only single-key command (e.g. `HGETALL`, `SMEMBERS`) on the shard that owns
+    /// `key`, following the read policy: it may go to a replica, and may be retried on another
+    /// endpoint of the shard after a connection error or timeout. Never use it for a command
+    /// that writes.
+    pub async fn query_read<K: ToRedisArgs, T: FromRedisValue>(
+        &self,
+        key: K,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let key = self.key(&key)?;
+        self.run("QUERY", &key, cmd, Access::Read).await
     }
 
     /// `MGET` over any number of keys, split per shard and sent concurrently; values come back
@@ -315,7 +402,7 @@ impl Client {
     pub async fn mget<K: ToRedisArgs, V: FromRedisValue>(&self, keys: &[K]) -> Result<Vec<V>> {
         let keys = self.keys(keys)?;
         let mut out: Vec<Option<Value>> = vec![None; keys.len()];
-        self.fan_out("MGET", &keys, |cmd, i| {
+        self.fan_out("MGET", Access::Read, &keys, |cmd, i| {
             cmd.arg(&keys[i]);
         })
         .await?
@@ -334,7 +421,7 @@ impl Client {
             .iter()
             .map(|(_, v)| single_value(v))
             .collect::<Result<Vec<_>>>()?;
-        self.fan_out("MSET", &keys, |cmd, i| {
+        self.fan_out("MSET", Access::Write, &keys, |cmd, i| {
             cmd.arg(&keys[i]).arg(&values[i]);
         })
         .await
@@ -345,7 +432,7 @@ impl Client {
     pub async fn del_many<K: ToRedisArgs>(&self, keys: &[K]) -> Result<usize> {
         let keys = self.keys(keys)?;
         let replies = self
-            .fan_out("DEL", &keys, |cmd, i| {
+            .fan_out("DEL", Access::Write, &keys, |cmd, i| {
                 cmd.arg(&keys[i]);
             })
             .await?;
@@ -357,21 +444,70 @@ impl Client {
     }
 
     /// The request path of every single-key command.
-    async fn run<T: FromRedisValue>(&self, name: &'static str, key: &[u8], cmd: &Cmd) -> Result<T> {
-        let table = self.inner.router.load();
-        let shard = &table.shards[table.shard_index(key)];
+    async fn run<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        key: &[u8],
+        cmd: &Cmd,
+        access: Access,
+    ) -> Result<T> {
+        let table = self.shared.router.load();
+        let route = table.route(key).ok_or_else(no_shard)?;
+        let reply = self.exec(&table, route, name, cmd, access).await?;
+        T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
+    }
+
+    /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
+    /// a connection error or timeout is sent once more, at once, to the fallback endpoint.
+    async fn exec(
+        &self,
+        table: &RoutingTable,
+        route: &ShardRoute,
+        name: &'static str,
+        cmd: &Cmd,
+        access: Access,
+    ) -> Result<Value> {
+        let routing = &table.options.routing;
+        let (first, fallback) = match access {
+            Access::Read => route.read_targets(routing.read_from),
+            Access::Write => (route.write_target(), None),
+        };
+        let node = first
+            .ok_or_else(|| unavailable(route, access == Access::Write, routing.on_primary_down))?;
+        match self.attempt(route, node, name, cmd).await {
+            Err(e) if e.is_failover_candidate() => match fallback {
+                Some(other) => self.attempt(route, other, name, cmd).await,
+                None => Err(e),
+            },
+            result => result,
+        }
+    }
+
+    /// One try on one endpoint, counted for its health.
+    async fn attempt(
+        &self,
+        route: &ShardRoute,
+        node: &Arc<Node>,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<Value> {
         let span = tracing::debug_span!(
             "shardis",
             cmd = name,
-            shard = %shard.name,
-            endpoint = shard.primary.label()
+            shard = %route.name,
+            endpoint = node.label()
         );
-        let node = &shard.primary;
-        node.query(cmd)
-            .instrument(span)
-            .await
-            .and_then(|reply| T::from_redis_value(reply).map_err(Error::conversion))
-            .map_err(|e| e.with_shard(shard.name.as_str()))
+        let result = node.query(cmd).instrument(span).await;
+        let health = node.health_state();
+        let transition = match &result {
+            Ok(_) => health.request_success(),
+            Err(e) if e.is_failover_candidate() => health.failure(),
+            Err(_) => None,
+        };
+        if let Some(t) = transition {
+            self.shared.transition(route, node, t);
+        }
+        result.map_err(|e| e.with_shard(route.name.as_str()))
     }
 
     /// Groups `keys` by shard, builds one `name` command per shard with `add(cmd, index)` for
@@ -380,45 +516,38 @@ impl Client {
     async fn fan_out(
         &self,
         name: &'static str,
+        access: Access,
         keys: &[Vec<u8>],
         mut add: impl FnMut(&mut Cmd, usize),
     ) -> Result<Vec<(Vec<usize>, Value)>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let table = self.inner.router.load();
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        let owners: Vec<usize> = keys.iter().map(|k| table.shard_index(k)).collect();
+        let table = self.shared.router.load();
+        let owners = keys
+            .iter()
+            .map(|k| table.shard_index(k).ok_or_else(no_shard))
+            .collect::<Result<Vec<usize>>>()?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by_key(|i| owners[*i]);
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         for i in order {
             match groups.last_mut() {
                 Some((shard, positions)) if *shard == owners[i] => positions.push(i),
                 _ => groups.push((owners[i], vec![i])),
             }
         }
+        let table = &table;
         let requests = groups.into_iter().map(|(shard, positions)| {
-            let route: &ShardRoute = &table.shards[shard];
+            let route = &table.shards[shard];
             let mut cmd = redis::cmd(name);
             for &i in &positions {
                 add(&mut cmd, i);
             }
-            let span = tracing::debug_span!(
-                "shardis",
-                cmd = name,
-                shard = %route.name,
-                endpoint = route.primary.label(),
-                keys = positions.len()
-            );
             async move {
-                let reply = route
-                    .primary
-                    .query(&cmd)
-                    .await
-                    .map_err(|e| e.with_shard(route.name.as_str()))?;
+                let reply = self.exec(table, route, name, &cmd, access).await?;
                 Ok::<_, Error>((positions, reply))
             }
-            .instrument(span)
         });
         // Collect every shard's outcome before returning, so no request is left half-read.
         join_all(requests.collect::<Vec<_>>())
@@ -437,11 +566,11 @@ impl Client {
             )));
         }
         let key = args.pop().unwrap_or_default();
-        if key.len() > self.inner.max_key_bytes {
+        let limit = self.shared.router.load().options.max_key_bytes;
+        if key.len() > limit {
             return Err(Error::invalid_input(format!(
-                "key of {} bytes is over the limit of {} bytes",
-                key.len(),
-                self.inner.max_key_bytes
+                "key of {} bytes is over the limit of {limit} bytes",
+                key.len()
             )));
         }
         Ok(key)
@@ -457,6 +586,14 @@ impl Client {
     ) -> Result<Vec<Vec<u8>>> {
         keys.map(|k| self.key(k)).collect()
     }
+}
+
+/// The error of a request when every shard is ejected.
+fn no_shard() -> Error {
+    Error::new(
+        ErrorKind::ShardUnavailable,
+        "every shard is ejected (its primary down); no shard can take the key",
+    )
 }
 
 /// Puts a shard's `MGET` reply at its keys' positions.

@@ -17,6 +17,17 @@
 //! [limits]
 //! max_key_bytes = 536870912   # optional
 //!
+//! [health]
+//! interval_ms = 250
+//! probe_timeout_ms = 100
+//! failure_threshold = 2
+//! recovery_probes = 2
+//!
+//! [routing]
+//! read_from = "primary"           # or prefer_replica, primary_then_replica
+//! on_primary_down = "fail_fast"   # or eject, promote_replica
+//! flush_on_rejoin = false         # eject only
+//!
 //! [[shards]]
 //! name = "cache-a"
 //! primary = "redis://127.0.0.1:7001"
@@ -32,10 +43,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
+use crate::health::HealthOptions;
 use crate::node::PoolOptions;
 use crate::placement::{
     maglev, rendezvous_table, ring, Algorithm, HashTag, KeyHash, PlacementSpec,
 };
+use crate::router::{OnPrimaryDown, ReadFrom, RoutingOptions};
 use crate::topology::{ShardSpec, Topology};
 
 /// Everything about a client except its shards: placement, pools and limits.
@@ -48,6 +61,10 @@ pub struct Options {
     pub hash_tag: Option<HashTag>,
     /// Pool settings for every endpoint.
     pub pool: PoolOptions,
+    /// Health monitoring.
+    pub health: HealthOptions,
+    /// Read and failover policies.
+    pub routing: RoutingOptions,
     /// The largest key accepted, in bytes; a longer key is rejected with
     /// [`ErrorKind::InvalidInput`] before anything is sent. Defaults to
     /// [`Options::DEFAULT_MAX_KEY_BYTES`], Redis's own limit.
@@ -65,6 +82,8 @@ impl Default for Options {
             placement: PlacementSpec::default(),
             hash_tag: None,
             pool: PoolOptions::default(),
+            health: HealthOptions::default(),
+            routing: RoutingOptions::default(),
             max_key_bytes: Self::DEFAULT_MAX_KEY_BYTES,
         }
     }
@@ -101,7 +120,28 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
     shards: Vec<ShardSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    failure_threshold: Option<u32>,
+    recovery_probes: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    read_from: Option<ReadFrom>,
+    on_primary_down: Option<OnPrimaryDown>,
+    flush_on_rejoin: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +182,12 @@ impl Config {
                 .map(HashTag::parse)
                 .transpose()?,
             pool: pool_options(&raw.pool)?,
+            health: health_options(&raw.health)?,
+            routing: RoutingOptions {
+                read_from: raw.routing.read_from.unwrap_or_default(),
+                on_primary_down: raw.routing.on_primary_down.unwrap_or_default(),
+                flush_on_rejoin: raw.routing.flush_on_rejoin.unwrap_or(false),
+            },
             max_key_bytes: match raw.limits.max_key_bytes {
                 None => Options::DEFAULT_MAX_KEY_BYTES,
                 Some(0) => {
@@ -275,6 +321,44 @@ pub(crate) fn check_pool(pool: &PoolOptions) -> Result<(), ConfigError> {
     Ok(())
 }
 
+pub(crate) fn check_health(h: &HealthOptions) -> Result<(), ConfigError> {
+    let bad = |field: &str, reason: &str| ConfigError::InvalidValue {
+        field: format!("health.{field}"),
+        reason: reason.into(),
+    };
+    if h.interval.as_millis() < 10 {
+        return Err(bad("interval_ms", "must be at least 10"));
+    }
+    if h.probe_timeout.is_zero() {
+        return Err(bad("probe_timeout_ms", "must be at least 1"));
+    }
+    if h.failure_threshold == 0 {
+        return Err(bad("failure_threshold", "must be at least 1"));
+    }
+    if h.recovery_probes == 0 {
+        return Err(bad("recovery_probes", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn health_options(raw: &RawHealth) -> Result<HealthOptions, ConfigError> {
+    let d = HealthOptions::default();
+    let h = HealthOptions {
+        interval: raw
+            .interval_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.interval),
+        probe_timeout: raw
+            .probe_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.probe_timeout),
+        failure_threshold: raw.failure_threshold.unwrap_or(d.failure_threshold),
+        recovery_probes: raw.recovery_probes.unwrap_or(d.recovery_probes),
+    };
+    check_health(&h)?;
+    Ok(h)
+}
+
 fn pool_options(raw: &RawPool) -> Result<PoolOptions, ConfigError> {
     let d = PoolOptions::default();
     let pool = PoolOptions {
@@ -314,6 +398,15 @@ mod tests {
             response_timeout_ms = 750
             [limits]
             max_key_bytes = 1024
+            [health]
+            interval_ms = 50
+            probe_timeout_ms = 20
+            failure_threshold = 3
+            recovery_probes = 4
+            [routing]
+            read_from = "primary_then_replica"
+            on_primary_down = "eject"
+            flush_on_rejoin = true
             [[shards]]
             name = "cache-a"
             primary = "redis://127.0.0.1:7001"
@@ -329,6 +422,15 @@ mod tests {
         assert_eq!(o.pool.connect_timeout, Duration::from_millis(250));
         assert_eq!(o.pool.response_timeout, Duration::from_millis(750));
         assert_eq!(o.max_key_bytes, 1024);
+        assert_eq!(o.health.interval, Duration::from_millis(50));
+        assert_eq!(o.health.probe_timeout, Duration::from_millis(20));
+        assert_eq!(
+            (o.health.failure_threshold, o.health.recovery_probes),
+            (3, 4)
+        );
+        assert_eq!(o.routing.read_from, ReadFrom::PrimaryThenReplica);
+        assert_eq!(o.routing.on_primary_down, OnPrimaryDown::Eject);
+        assert!(o.routing.flush_on_rejoin);
         let s = &c.topology().shards()[0];
         assert_eq!((s.weight(), s.replicas().len()), (2, 1));
     }
@@ -383,6 +485,9 @@ mod tests {
             format!("[placement]\nhashtag = \"{{}}\"\n{SHARD}"),
             format!("{SHARD}wieght = 2\n"),
             format!("[pools]\n{SHARD}"),
+            format!("[routing]\nread_from = \"replica\"\n{SHARD}"),
+            format!("[routing]\non_primary_down = \"panic\"\n{SHARD}"),
+            format!("[health]\ninterval = 5\n{SHARD}"),
             format!("[placement]\nalgorithm = \"magic\"\n{SHARD}"),
             format!("[placement]\nalgorithm = \"ketama\"\nhash = \"sha1\"\n{SHARD}"),
         ] {

@@ -26,8 +26,12 @@
 //!   algorithm; `rendezvous_table` is the default.
 //! - `pool`: our bb8 connection manager over redis-rs multiplexed connections (timeouts, broken
 //!   connections dropped).
-//! - `node`: one endpoint's pool and what is known of its state.
-//! - `router`: the immutable routing table snapshot, held in `arc-swap`.
+//! - `node`: one endpoint's pool and its health state.
+//! - `health`: the up / suspect / down state machine and the probing monitor task.
+//! - `router`: the immutable routing table snapshot in `arc-swap`, and the read and write
+//!   policies.
+//! - `control`: every change of the routing table, one at a time: hot swaps, config reloads,
+//!   ejections, promotions.
 //! - `client`: the public [`Client`]: single-key commands and per-shard fan-out of multi-key
 //!   commands.
 //! - `error`: the one [`Error`] type and its [`ErrorKind`]s.
@@ -39,7 +43,9 @@
 
 mod client;
 mod config;
+mod control;
 mod error;
+mod health;
 mod node;
 mod pool;
 mod router;
@@ -51,9 +57,12 @@ pub mod twemproxy;
 
 pub use client::{Client, ClientBuilder, Ttl};
 pub use config::{Config, Options};
+pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
 pub use error::{ConfigError, Error, ErrorKind, Result};
+pub use health::{Event, Health, HealthOptions, Role};
 pub use node::PoolOptions;
 pub use placement::HashTag;
+pub use router::{OnPrimaryDown, ReadFrom, RoutingOptions};
 pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, MAX_WEIGHT};
 
 /// Re-export of the `redis` crate, for [`Client::query`]'s commands and the value traits.

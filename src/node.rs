@@ -9,11 +9,12 @@ use std::time::Duration;
 use redis::{Cmd, Value};
 
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
+use crate::health::{Health, HealthOptions, HealthState};
 use crate::pool::{Conn, Manager};
 use crate::topology::Endpoint;
 
 /// Pool settings for every endpoint (`[pool]` in the config file).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PoolOptions {
     /// Multiplexed connections kept open to each endpoint. Each carries many concurrent requests;
@@ -59,6 +60,7 @@ pub(crate) struct Node {
     connect_timeout: Duration,
     max_connections: u32,
     last_error: Arc<Mutex<Option<String>>>,
+    health: HealthState,
 }
 
 impl std::fmt::Debug for Node {
@@ -71,7 +73,11 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Creates the node and starts its pool filling in the background; never blocks on I/O.
-    pub(crate) fn new(endpoint: Endpoint, options: &PoolOptions) -> Result<Node> {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        options: &PoolOptions,
+        health: &HealthOptions,
+    ) -> Result<Node> {
         let label: Arc<str> = Arc::from(endpoint.label());
         if endpoint.is_tls() {
             return Err(Error::new(
@@ -112,11 +118,27 @@ impl Node {
             connect_timeout: options.connect_timeout,
             max_connections: options.connections_per_endpoint,
             last_error,
+            health: HealthState::new(health),
         })
     }
 
     pub(crate) fn label(&self) -> &str {
         &self.label
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The current health, read lock-free.
+    #[inline]
+    pub(crate) fn health(&self) -> Health {
+        self.health.get()
+    }
+
+    /// The health state machine.
+    pub(crate) fn health_state(&self) -> &HealthState {
+        &self.health
     }
 
     /// A connection to use for one request. The pool slot is released before returning:
@@ -188,6 +210,45 @@ impl Node {
             conn.mark_broken();
         }
         self.error(Error::from_redis(e))
+    }
+
+    /// One health probe: `PING` within `timeout`.
+    pub(crate) async fn ping(&self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.query(&redis::cmd("PING"))).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(self.error(Error::timeout("health probe", timeout))),
+        }
+    }
+
+    /// `INFO replication`: the server's role (`master` or `slave`) and its replication offset.
+    pub(crate) async fn replication(&self, timeout: Duration) -> Result<(String, i64)> {
+        let reply =
+            tokio::time::timeout(timeout, self.query(redis::cmd("INFO").arg("replication")))
+                .await
+                .map_err(|_| self.error(Error::timeout("INFO replication", timeout)))??;
+        let text = match reply {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            Value::SimpleString(s) => s,
+            other => {
+                return Err(self.error(Error::new(
+                    ErrorKind::Type,
+                    format!("INFO answered {other:?}"),
+                )))
+            }
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(|v| v.trim().to_owned())
+        };
+        let role = field("role").unwrap_or_default();
+        let offset = if role == "master" {
+            field("master_repl_offset")
+        } else {
+            field("slave_repl_offset")
+        };
+        Ok((role, offset.and_then(|o| o.parse().ok()).unwrap_or(-1)))
     }
 
     /// Waits until at least one connection is established, or fails with why it cannot.

@@ -449,6 +449,12 @@ impl Topology {
         &self.shards
     }
 
+    /// The shards `keep` accepts, in order; `None` if it keeps none.
+    pub(crate) fn filter(&self, keep: impl Fn(&Shard) -> bool) -> Option<Topology> {
+        let shards: Vec<Shard> = self.shards.iter().filter(|s| keep(s)).cloned().collect();
+        (!shards.is_empty()).then_some(Topology { shards })
+    }
+
     /// The shard called `name`, if any.
     pub fn shard(&self, name: &str) -> Option<&Shard> {
         self.shards.iter().find(|s| s.name == name)

@@ -88,6 +88,16 @@ pub trait Placement: Send + Sync + fmt::Debug {
     /// Approximate heap memory held by the table, in bytes.
     fn memory_bytes(&self) -> usize;
 
+    /// The table for `nodes`, derived from this one faster than a fresh build, where the
+    /// algorithm has such a path (`rendezvous_table`); the result must equal a fresh build.
+    fn update(
+        &self,
+        nodes: &[PlacementNode<'_>],
+    ) -> Option<Result<Box<dyn Placement>, ConfigError>> {
+        let _ = nodes;
+        None
+    }
+
     /// Who owns which part of the hash space, exactly, where the algorithm allows it
     /// (`None` for algorithms that compute an owner per key, such as jump and rendezvous).
     fn ownership(&self) -> Option<Ownership> {
@@ -378,24 +388,48 @@ pub(crate) fn check_nodes(nodes: &[PlacementNode<'_>]) -> Result<(), ConfigError
 pub struct Locator {
     names: Vec<ShardName>,
     hash_tag: Option<HashTag>,
+    spec: PlacementSpec,
     placement: Box<dyn Placement>,
+}
+
+fn placement_nodes(topology: &Topology) -> Vec<PlacementNode<'_>> {
+    topology
+        .shards()
+        .iter()
+        .map(|s| PlacementNode {
+            name: s.name().as_str(),
+            weight: s.weight(),
+        })
+        .collect()
 }
 
 impl Locator {
     /// Builds the placement table of `topology` as `options` say.
     pub fn new(topology: &Topology, options: &Options) -> Result<Locator, ConfigError> {
-        let nodes: Vec<PlacementNode<'_>> = topology
-            .shards()
-            .iter()
-            .map(|s| PlacementNode {
-                name: s.name().as_str(),
-                weight: s.weight(),
-            })
-            .collect();
         Ok(Locator {
-            placement: options.placement.build(&nodes)?,
+            placement: options.placement.build(&placement_nodes(topology))?,
             names: topology.shards().iter().map(|s| s.name().clone()).collect(),
             hash_tag: options.hash_tag,
+            spec: options.placement,
+        })
+    }
+
+    /// The locator of `topology`, derived from this one through the algorithm's update path
+    /// when the placement settings are unchanged (the result equals [`Locator::new`]).
+    pub fn derive(&self, topology: &Topology, options: &Options) -> Result<Locator, ConfigError> {
+        if options.placement != self.spec {
+            return Locator::new(topology, options);
+        }
+        let nodes = placement_nodes(topology);
+        let placement = match self.placement.update(&nodes) {
+            Some(updated) => updated?,
+            None => options.placement.build(&nodes)?,
+        };
+        Ok(Locator {
+            placement,
+            names: topology.shards().iter().map(|s| s.name().clone()).collect(),
+            hash_tag: options.hash_tag,
+            spec: options.placement,
         })
     }
 
