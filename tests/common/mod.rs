@@ -69,3 +69,82 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A primary and its replicas (started with `--replicaof`), replication link up.
+pub struct Replicated {
+    pub primary: RedisServer,
+    pub replicas: Vec<RedisServer>,
+}
+
+/// Starts a primary with `n` replicas and waits until every replica's link is up.
+pub async fn replicated(n: usize) -> Replicated {
+    let primary = RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let port = primary.port().to_string();
+    let replicas: Vec<RedisServer> = (0..n)
+        .map(|_| {
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+                .unwrap_or_else(|e| panic!("cannot start replica: {e}"))
+        })
+        .collect();
+    for r in &replicas {
+        let up = eventually(Duration::from_secs(10), || async {
+            info_field(r, "replication", "master_link_status")
+                .await
+                .as_deref()
+                == Some("up")
+        })
+        .await;
+        assert!(up, "replica {} never linked to its primary", r.url());
+    }
+    Replicated { primary, replicas }
+}
+
+/// One field of `INFO section`, asked directly.
+pub async fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
+    let conn = redis::Client::open(server.url()).ok()?;
+    let mut conn = conn.get_multiplexed_async_connection().await.ok()?;
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Waits until every replica of `primary` has acknowledged its writes.
+pub async fn wait_replicated(primary: &RedisServer, replicas: usize) {
+    let mut conn = direct(primary).await;
+    let acked: usize = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+    assert_eq!(acked, replicas, "replicas did not acknowledge");
+}
+
+/// Health options that make tests fast: probes every 50 ms.
+pub fn fast_health() -> shardis::HealthOptions {
+    let mut h = shardis::HealthOptions::default();
+    h.interval = Duration::from_millis(50);
+    h.probe_timeout = Duration::from_millis(50);
+    h
+}
+
+/// Waits for the first event matching `want`, up to `limit`.
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<shardis::Event>,
+    limit: Duration,
+    want: impl Fn(&shardis::Event) -> bool,
+) -> Option<shardis::Event> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) if want(&e) => return Some(e),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    }
+}
