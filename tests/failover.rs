@@ -89,7 +89,7 @@ async fn sigkill_of_a_primary_fails_no_read_with_primary_then_replica() {
     for t in tasks {
         t.await.unwrap();
     }
-    let read_failures = read_failures.lock().unwrap();
+    let read_failures = std::mem::take(&mut *read_failures.lock().unwrap());
     assert!(
         read_failures.is_empty(),
         "{} failed reads, e.g. {:?}",
@@ -99,7 +99,7 @@ async fn sigkill_of_a_primary_fails_no_read_with_primary_then_replica() {
     assert!(reads.load(Ordering::Relaxed) > 1000);
     // Writes follow fail_fast exactly: only the dead shard's fail, with a failover-class error;
     // every other shard's succeed.
-    let write_failures = write_failures.lock().unwrap();
+    let write_failures = std::mem::take(&mut *write_failures.lock().unwrap());
     assert!(
         !write_failures.is_empty(),
         "no write reached the dead shard"

@@ -74,7 +74,7 @@ async fn swapping_4_to_5_shards_and_back_under_load_fails_no_request() {
     for t in tasks {
         t.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
     assert!(
         failures.is_empty(),
         "{} failed requests, e.g. {:?}",
@@ -184,14 +184,14 @@ async fn an_invalid_or_unreachable_topology_is_rejected_and_the_old_one_stays() 
     assert_eq!(err.kind(), ErrorKind::Connection);
     assert_eq!(err.shard(), Some("dead"));
     assert_eq!(client.topology_version(), version);
-    assert!(matches!(
+    assert!(
         wait_event(&mut events, Duration::from_secs(1), |e| matches!(
             e,
             Event::ConfigRejected { .. }
         ))
-        .await,
-        Some(_)
-    ));
+        .await
+        .is_some()
+    );
     client.set("still", "works").await.unwrap();
     // A valid one is accepted.
     assert_eq!(client.update_topology(dup).await.unwrap(), version + 1);
