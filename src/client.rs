@@ -102,6 +102,27 @@ impl ClientBuilder {
         self
     }
 
+    /// Takes the shards and every setting from a parsed config file, replacing what was set
+    /// before.
+    pub fn config(mut self, config: Config) -> Self {
+        let (topology, options) = config.into_parts();
+        self.shards = topology
+            .shards()
+            .iter()
+            .map(|s| {
+                let mut spec =
+                    ShardSpec::new(s.name().as_str(), s.primary().secret_url()).weight(s.weight());
+                for r in s.replicas() {
+                    spec = spec.replica(r.secret_url());
+                }
+                spec
+            })
+            .collect();
+        self.hash_tag = options.hash_tag.map(|t| t.to_string());
+        self.options = options;
+        self
+    }
+
     /// Adds a fully described shard (weight, replicas).
     pub fn shard_spec(mut self, spec: ShardSpec) -> Self {
         self.shards.push(spec);

@@ -1,7 +1,8 @@
 //! Local `redis-server` processes for the demo, tests and benchmarks.
 //!
 //! Each [`RedisServer`] is an isolated process on a free loopback port, with persistence off
-//! (`--save ""`, no AOF), its own directory and log file. It is killed when dropped, and its
+//! (`--save ""`, no AOF), no delay before a replica's first sync, its own directory and log
+//! file. It is killed when dropped, and its
 //! log is printed if that happens while a thread panics (a failing test).
 //!
 //! The binary is `redis-server` from `PATH`, or the path in `SHARDIS_REDIS_SERVER`.
@@ -89,6 +90,8 @@ impl RedisServer {
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "no"])
+            // Replicas sync at once instead of after Redis's default 5 s diskless delay.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")

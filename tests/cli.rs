@@ -236,3 +236,71 @@ fn remap_json_has_the_documented_fields() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(rows.len(), 1);
 }
+
+#[test]
+fn demo_runs_the_whole_story() {
+    let (code, out, err) = shardis(&["demo", "--keys", "3000", "--format", "json"], "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["keys_read_back"], 3000);
+    let shards = v["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    assert!(shards.iter().all(|s| s["keys"].as_u64().unwrap() > 500));
+    assert_eq!(v["failover"]["reads_failed"], 0);
+    assert_eq!(v["failover"]["write_error_kind"], "shard_unavailable");
+    assert!(v["failover"]["marked_down_ms"].is_number());
+    assert_eq!(v["added_shard"]["version"], 2);
+    assert!(v["added_shard"]["new_keys_on_it"].as_u64().unwrap() > 300);
+}
+
+#[test]
+fn status_shows_roles_health_and_offsets() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shard = rt.block_on(replicated(1));
+    let dead = shardis::local::free_port().unwrap();
+    let config = write(&format!(
+        "[health]\ninterval_ms = 50\n[[shards]]\nname = \"a\"\nprimary = \"{}\"\nreplicas = [\"{}\"]\n\
+         [[shards]]\nname = \"gone\"\nprimary = \"redis://127.0.0.1:{dead}\"\n",
+        shard.primary.url(),
+        shard.replicas[0].url()
+    ));
+    let (code, out, err) = shardis(
+        &[
+            "--config",
+            config.path().to_str().unwrap(),
+            "--format",
+            "json",
+            "status",
+        ],
+        "",
+    );
+    assert_eq!(code, 1, "not all up: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], 1);
+    let a = &v["shards"][0];
+    assert_eq!(a["name"], "a");
+    assert_eq!(a["placed"], true);
+    let e = a["endpoints"].as_array().unwrap();
+    assert_eq!(
+        (
+            e[0]["role"].as_str(),
+            e[0]["health"].as_str(),
+            e[0]["server_role"].as_str()
+        ),
+        (Some("primary"), Some("up"), Some("master"))
+    );
+    assert_eq!(
+        (e[1]["role"].as_str(), e[1]["server_role"].as_str()),
+        (Some("replica"), Some("slave"))
+    );
+    assert!(e[0]["replication_offset"].as_i64().unwrap() >= 0);
+    let gone = &v["shards"][1]["endpoints"][0];
+    assert_eq!(gone["health"], "down");
+    assert!(gone["error"].as_str().unwrap().contains("refused"));
+    let (_, table, _) = shardis(&["--config", config.path().to_str().unwrap(), "status"], "");
+    assert!(
+        table.contains("primary") && table.contains("master") && table.contains("down"),
+        "{table}"
+    );
+}

@@ -38,7 +38,7 @@ async fn sigkill_of_a_primary_fails_no_read_with_primary_then_replica() {
         client.set(k.as_str(), format!("v-{k}")).await.unwrap();
     }
     for s in &shards {
-        wait_replicated(&s.primary, 1).await;
+        wait_replicated(s).await;
     }
     let mut shards = shards;
 
@@ -134,7 +134,7 @@ async fn sigstop_of_a_primary_fails_reads_over_within_the_response_timeout() {
         .await
         .unwrap();
     client.set("k", "v").await.unwrap();
-    wait_replicated(&s.primary, 1).await;
+    wait_replicated(&s).await;
     s.primary.pause().unwrap();
     let start = Instant::now();
     let v: Option<String> = client.get("k").await.unwrap();
@@ -319,7 +319,7 @@ async fn promote_replica_promotes_the_most_advanced_replica_and_writes_go_there(
     for i in 0..100 {
         client.set(format!("k{i}").as_str(), i).await.unwrap();
     }
-    wait_replicated(&s.primary, 2).await;
+    wait_replicated(&s).await;
     s.primary.kill();
     let promoted = wait_event(&mut events, Duration::from_secs(5), |e| {
         matches!(e, Event::Promoted { .. })

@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let format = cli.format;
     match cli.command {
         Command::Demo { keys } => crate::demo::run(format, keys).await,
+        Command::Status => status(config(cli.config.as_deref())?, format).await,
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate {
             twemproxy,
@@ -151,4 +152,73 @@ fn locate(config: &Config, format: Format, keys: &[OsString]) -> Result<ExitCode
         output::json(&Value::Array(rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
+    let health = config.options().health;
+    // Lazy: an unreachable shard is a row of the report, not a failure to start.
+    let client = Client::builder()
+        .config(config)
+        .lazy_connect(true)
+        .build()
+        .await?;
+    // Let the monitor probe every endpoint enough times to settle its health.
+    let settle = health.interval * health.failure_threshold + health.probe_timeout * 2;
+    tokio::time::sleep(settle.min(Duration::from_secs(3))).await;
+    let shards = client.status().await;
+    if format == Format::Json {
+        let shards: Vec<Value> = shards
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name.as_str(),
+                    "weight": s.weight,
+                    "placed": s.placed,
+                    "endpoints": s.endpoints.iter().map(|e| json!({
+                        "endpoint": e.endpoint,
+                        "role": e.role.as_str(),
+                        "health": e.health.as_str(),
+                        "server_role": e.server_role,
+                        "replication_offset": e.replication_offset,
+                        "error": e.error,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        output::json(&json!({"version": client.topology_version(), "shards": shards}));
+    } else {
+        println!(
+            "{:<16} {:<24} {:<8} {:<8} {:<7} {:>12}  note",
+            "shard", "endpoint", "role", "health", "server", "offset"
+        );
+        for s in &shards {
+            for (i, e) in s.endpoints.iter().enumerate() {
+                let name = if i == 0 { s.name.as_str() } else { "" };
+                let note = match (&e.error, i == 0 && !s.placed) {
+                    (_, true) => "ejected from placement".to_owned(),
+                    (Some(err), _) => err.clone(),
+                    (None, _) => String::new(),
+                };
+                println!(
+                    "{:<16} {:<24} {:<8} {:<8} {:<7} {:>12}  {}",
+                    name,
+                    e.endpoint,
+                    e.role.as_str(),
+                    e.health.as_str(),
+                    e.server_role.as_deref().unwrap_or("-"),
+                    e.replication_offset
+                        .map_or("-".to_owned(), |o| o.to_string()),
+                    note
+                );
+            }
+        }
+    }
+    let all_up = shards
+        .iter()
+        .all(|s| s.endpoints.iter().all(|e| e.health == shardis::Health::Up));
+    Ok(if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -79,10 +79,13 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<OsString>,
     },
+    /// Show each shard and endpoint with its health, role and replication offset.
+    Status,
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
     Remap(remap::RemapArgs),
-    /// Start three local redis-servers, write keys through the client, show how they spread,
-    /// read them back, and stop the servers.
+    /// Start local redis-servers (three primaries with a replica each), write keys through the
+    /// client, show how they spread, read them back, kill a primary and keep reading from its
+    /// replica, add a shard live, and stop the servers.
     Demo {
         /// How many keys to write.
         #[arg(long, default_value_t = 10_000)]

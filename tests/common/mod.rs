@@ -113,16 +113,33 @@ pub async fn info_field(server: &RedisServer, section: &str, field: &str) -> Opt
         .map(|v| v.trim().to_owned())
 }
 
-/// Waits until every replica of `primary` has acknowledged its writes.
-pub async fn wait_replicated(primary: &RedisServer, replicas: usize) {
-    let mut conn = direct(primary).await;
-    let acked: usize = redis::cmd("WAIT")
-        .arg(replicas)
-        .arg(5000)
-        .query_async(&mut conn)
-        .await
-        .expect("WAIT");
-    assert_eq!(acked, replicas, "replicas did not acknowledge");
+/// Waits until every replica has replicated everything its primary holds (replication offsets;
+/// `WAIT` only covers the calling connection's own writes).
+pub async fn wait_replicated(shard: &Replicated) {
+    let offset = |s: &RedisServer, field: &'static str| {
+        let url = s.url();
+        async move {
+            let c = redis::Client::open(url).unwrap();
+            let mut c = c.get_multiplexed_async_connection().await.unwrap();
+            let text: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(-1)
+        }
+    };
+    let target = offset(&shard.primary, "master_repl_offset").await;
+    for r in &shard.replicas {
+        let caught_up = eventually(Duration::from_secs(10), || async {
+            offset(r, "slave_repl_offset").await >= target
+        })
+        .await;
+        assert!(caught_up, "replica {} did not catch up", r.url());
+    }
 }
 
 /// Health options that make tests fast: probes every 50 ms.
