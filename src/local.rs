@@ -175,6 +175,42 @@ impl RedisServer {
         self.dir.path().join("redis.log")
     }
 
+    /// One field of `INFO section`, asked directly over a plain socket.
+    pub fn info_field(&self, section: &str, field: &str) -> Result<Option<String>> {
+        let text = info(self.port, section)?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+            .map(|v| v.trim().to_owned()))
+    }
+
+    /// Waits until this replica has replicated everything `primary` holds now: its
+    /// `slave_repl_offset` reaches the primary's `master_repl_offset`. (`WAIT` would not do: it
+    /// covers only the calling connection's own writes.)
+    pub fn wait_caught_up(&self, primary: &RedisServer, limit: Duration) -> Result<()> {
+        let offset = |s: &RedisServer, field: &str| -> Result<i64> {
+            Ok(s.info_field("replication", field)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1))
+        };
+        let target = offset(primary, "master_repl_offset")?;
+        let deadline = Instant::now() + limit;
+        while offset(self, "slave_repl_offset")? < target {
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} did not catch up with {} in {limit:?}",
+                        self.url(),
+                        primary.url()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
     /// Kills the process with SIGKILL and reaps it: a crash, not a shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -258,6 +294,32 @@ pub fn free_port() -> Result<u16> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| io_error("cannot find a free port", e))
+}
+
+/// `INFO section` over a plain socket (a bulk string reply).
+fn info(port: u16, section: &str) -> Result<String> {
+    let fail = |e: std::io::Error| io_error("INFO failed", e);
+    let mut stream =
+        TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
+            .map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    stream
+        .write_all(format!("INFO {section}\r\n").as_bytes())
+        .map_err(fail)?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut header).map_err(fail)?;
+    let len: usize = header
+        .trim()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::Type, format!("INFO answered {header:?}")))?;
+    let mut body = vec![0u8; len + 2];
+    reader.read_exact(&mut body).map_err(fail)?;
+    body.truncate(len);
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// True if a server on the loopback `port` answers `PING` within `timeout`.

@@ -88,8 +88,9 @@ pub async fn replicated(n: usize) -> Replicated {
         .collect();
     for r in &replicas {
         let up = eventually(Duration::from_secs(10), || async {
-            info_field(r, "replication", "master_link_status")
-                .await
+            r.info_field("replication", "master_link_status")
+                .ok()
+                .flatten()
                 .as_deref()
                 == Some("up")
         })
@@ -99,46 +100,11 @@ pub async fn replicated(n: usize) -> Replicated {
     Replicated { primary, replicas }
 }
 
-/// One field of `INFO section`, asked directly.
-pub async fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
-    let conn = redis::Client::open(server.url()).ok()?;
-    let mut conn = conn.get_multiplexed_async_connection().await.ok()?;
-    let text: String = redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut conn)
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
-        .map(|v| v.trim().to_owned())
-}
-
-/// Waits until every replica has replicated everything its primary holds (replication offsets;
-/// `WAIT` only covers the calling connection's own writes).
+/// Waits until every replica has replicated everything its primary holds.
 pub async fn wait_replicated(shard: &Replicated) {
-    let offset = |s: &RedisServer, field: &'static str| {
-        let url = s.url();
-        async move {
-            let c = redis::Client::open(url).unwrap();
-            let mut c = c.get_multiplexed_async_connection().await.unwrap();
-            let text: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .unwrap_or(-1)
-        }
-    };
-    let target = offset(&shard.primary, "master_repl_offset").await;
     for r in &shard.replicas {
-        let caught_up = eventually(Duration::from_secs(10), || async {
-            offset(r, "slave_repl_offset").await >= target
-        })
-        .await;
-        assert!(caught_up, "replica {} did not catch up", r.url());
+        r.wait_caught_up(&shard.primary, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
