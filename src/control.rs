@@ -119,12 +119,14 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
-    fn build(
-        &self,
-        control: &Control,
-        previous: Option<&RoutingTable>,
-    ) -> Result<(RoutingTable, Vec<Arc<Node>>)> {
-        build_table(&self.registry, control, previous)
+    /// Builds the table for `control` from the current one on a blocking thread: a placement
+    /// table can take milliseconds to compute, which must not stall the async workers serving
+    /// requests.
+    async fn build(self: &Arc<Self>, control: &Control) -> Result<(RoutingTable, Vec<Arc<Node>>)> {
+        let (shared, control, current) = (self.clone(), control.clone(), self.router.load());
+        tokio::task::spawn_blocking(move || build_table(&shared.registry, &control, Some(&current)))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("routing table build failed: {e}")))?
     }
 
     /// Makes `table` current and releases the one it replaces once no request uses it.
@@ -149,9 +151,8 @@ impl Shared {
     }
 
     /// Rebuilds and installs the table after `control` changed (its version already raised).
-    fn rebuild(self: &Arc<Self>, control: &Control) -> Result<()> {
-        let current = self.router.load();
-        let (table, _) = self.build(control, Some(&current))?;
+    async fn rebuild(self: &Arc<Self>, control: &Control) -> Result<()> {
+        let (table, _) = self.build(control).await?;
         self.install(table);
         Ok(())
     }
@@ -170,8 +171,7 @@ impl Shared {
             control.version + 1,
         );
         let result = async {
-            let current = self.router.load();
-            let (table, opened) = self.build(&next, Some(&current))?;
+            let (table, opened) = self.build(&next).await?;
             check_connected(&table, &opened).await?;
             Ok::<_, Error>(table)
         }
@@ -196,7 +196,7 @@ impl Shared {
                 .collect();
             if !down.is_empty() {
                 next.ejected.extend(down);
-                table = self.build(&next, Some(&self.router.load()))?.0;
+                table = self.build(&next).await?.0;
             }
         }
         let version = next.version;
@@ -284,7 +284,7 @@ impl Shared {
         let mut next = control.clone();
         next.ejected.insert(shard.clone());
         next.version += 1;
-        match self.rebuild(&next) {
+        match self.rebuild(&next).await {
             Ok(()) => {
                 tracing::warn!(shard = %shard, "shardis: shard ejected from placement");
                 self.emit(Event::Ejected { shard });
@@ -313,7 +313,7 @@ impl Shared {
         let mut next = control.clone();
         next.ejected.remove(&shard);
         next.version += 1;
-        match self.rebuild(&next) {
+        match self.rebuild(&next).await {
             Ok(()) => {
                 tracing::info!(shard = %shard, "shardis: shard rejoined placement");
                 self.emit(Event::Rejoined { shard });
@@ -380,7 +380,7 @@ impl Shared {
         next.roles
             .insert(shard.clone(), (winner.endpoint().clone(), replicas));
         next.version += 1;
-        match self.rebuild(&next) {
+        match self.rebuild(&next).await {
             Ok(()) => {
                 tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary");
                 self.emit(Event::Promoted {
@@ -424,7 +424,7 @@ impl Shared {
     }
 
     /// One round of probes over every endpoint of the current table. A suspect endpoint is
-    /// probed again at once (a fifth of the interval later), so a dead one is down within
+    /// probed again at once (a tenth of the interval later), so a dead one is down within
     /// about `interval + probe_timeout` even with no traffic.
     pub(crate) async fn probe_round(self: &Arc<Self>, interval: Duration) {
         let table = self.router.load();
@@ -445,7 +445,7 @@ impl Shared {
                     if result.is_ok() || node.health() != Health::Suspect {
                         break;
                     }
-                    tokio::time::sleep(interval / 5).await;
+                    tokio::time::sleep(interval / 10).await;
                 }
             })
         });

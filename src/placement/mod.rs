@@ -532,6 +532,40 @@ mod tests {
     }
 
     #[test]
+    fn derive_equals_a_fresh_locator_for_every_algorithm() {
+        use crate::topology::ShardSpec;
+        let specs: Vec<ShardSpec> = (0..6)
+            .map(|i| ShardSpec::new(format!("s{i}"), format!("redis://h:{}", i + 1)))
+            .collect();
+        let before = Topology::new(specs[..5].to_vec()).unwrap();
+        let mut changed = specs.clone();
+        changed.remove(2);
+        let after = Topology::new(changed).unwrap();
+        for algorithm in Algorithm::ALL {
+            let options = Options {
+                placement: match algorithm.default_spec() {
+                    PlacementSpec::RendezvousTable { .. } => {
+                        PlacementSpec::RendezvousTable { arc_bits: 12 }
+                    }
+                    other => other,
+                },
+                ..Options::default()
+            };
+            let old = Locator::new(&before, &options).unwrap();
+            let derived = old.derive(&after, &options).unwrap();
+            let fresh = Locator::new(&after, &options).unwrap();
+            for i in 0..2000 {
+                let k = format!("k{i}");
+                assert_eq!(
+                    derived.locate(k.as_bytes()),
+                    fresh.locate(k.as_bytes()),
+                    "{algorithm}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn build_rejects_empty_and_zero_weight() {
         let spec = PlacementSpec::default();
         assert_eq!(spec.build(&[]).unwrap_err(), ConfigError::EmptyTopology);

@@ -87,7 +87,7 @@ impl RendezvousTable {
     pub fn new(nodes: &[PlacementNode<'_>], arc_bits: u32) -> Result<RendezvousTable, ConfigError> {
         let members = members(nodes, arc_bits)?;
         let all = contenders(&members, |_| true);
-        let owners = fill(arc_bits, |arc| all.winner(arc).index as u16);
+        let owners = fill(arc_bits, cores(), |arc| all.winner(arc).index as u16);
         Ok(RendezvousTable {
             bits: arc_bits,
             owners: Owners::from_wide(owners, members.len()),
@@ -119,7 +119,9 @@ impl RendezvousTable {
         };
         let all = contenders(&members, |_| true);
         let added = contenders(&members, is_new);
-        let owners = fill(self.bits, |arc| {
+        // One thread: an update is cheap, and must not take every core from the requests
+        // running beside a topology swap.
+        let owners = fill(self.bits, 1, |arc| {
             match kept[self.owners.get(arc as usize)] {
                 // The old owner left (or changed weight): score everyone.
                 None => all.winner(arc).index as u16,
@@ -193,14 +195,23 @@ fn contenders(members: &[Member], include: impl Fn(usize) -> bool) -> Contenders
     )
 }
 
-/// Computes every arc's owner, splitting the arcs over the available cores.
-fn fill(bits: u32, owner: impl Fn(u64) -> u16 + Sync) -> Vec<u16> {
-    let arcs = 1usize << bits;
-    let mut out = vec![0u16; arcs];
-    let threads = std::thread::available_parallelism()
+fn cores() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 16);
+        .clamp(1, 16)
+}
+
+/// Computes every arc's owner, splitting the arcs over `threads` threads.
+fn fill(bits: u32, threads: usize, owner: impl Fn(u64) -> u16 + Sync) -> Vec<u16> {
+    let arcs = 1usize << bits;
+    let mut out = vec![0u16; arcs];
+    if threads <= 1 {
+        for (arc, slot) in out.iter_mut().enumerate() {
+            *slot = owner(arc as u64);
+        }
+        return out;
+    }
     let chunk = arcs.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         for (c, part) in out.chunks_mut(chunk).enumerate() {
@@ -245,6 +256,13 @@ impl Placement for RendezvousTable {
                 .map(|a| self.owners.get(a) as u32)
                 .collect(),
         ))
+    }
+
+    fn update(
+        &self,
+        nodes: &[PlacementNode<'_>],
+    ) -> Option<Result<Box<dyn Placement>, ConfigError>> {
+        Some(RendezvousTable::update(self, nodes).map(|t| Box::new(t) as Box<dyn Placement>))
     }
 }
 
@@ -294,6 +312,17 @@ mod tests {
         for a in 0..rebuilt.arcs() {
             assert_eq!(rebuilt.owners.get(a), updated.owners.get(a), "arc {a}");
         }
+    }
+
+    #[test]
+    fn the_trait_update_path_is_the_incremental_one() {
+        let ns = names(11);
+        let t = RendezvousTable::new(&nodes(&ns[..10], &[]), 14).unwrap();
+        let via_trait = Placement::update(&t, &nodes(&ns, &[]))
+            .expect("rendezvous_table has an update path")
+            .unwrap();
+        let rebuilt = RendezvousTable::new(&nodes(&ns, &[]), 14).unwrap();
+        assert_eq!(via_trait.ownership(), rebuilt.ownership());
     }
 
     #[test]
