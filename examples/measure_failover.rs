@@ -79,7 +79,11 @@ async fn one(with_reader: bool) -> shardis::Result<(Option<f64>, f64)> {
         let (client, killed, stop) = (client.clone(), killed.clone(), stop.clone());
         tokio::spawn(async move {
             let mut first = None;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let give_up = Instant::now() + Duration::from_secs(10);
+            // Until the shard is marked down and a read issued after the kill has succeeded.
+            while !(stop.load(std::sync::atomic::Ordering::Relaxed) && first.is_some())
+                && Instant::now() < give_up
+            {
                 let started = Instant::now();
                 let ok = client.get::<_, Option<String>>("k").await.is_ok();
                 let at = *killed.lock().unwrap();
