@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
+use std::ops::Range;
+
+use redis::{Cmd, FromRedisValue, RedisWrite, ToRedisArgs, Value};
 use tracing::Instrument;
 
 use crate::config::{check_health, check_pool, Config, Options};
@@ -421,29 +423,28 @@ impl Client {
     /// `MGET` over any number of keys, split per shard and sent concurrently; values come back
     /// in the order of `keys`, duplicates included. A shard that fails fails the call.
     pub async fn mget<K: ToRedisArgs, V: FromRedisValue>(&self, keys: &[K]) -> Result<Vec<V>> {
-        let keys = self.keys(keys)?;
-        let mut out: Vec<Option<Value>> = vec![None; keys.len()];
-        self.fan_out("MGET", Access::Read, &keys, |cmd, i| {
-            cmd.arg(&keys[i]);
-        })
-        .await?
-        .into_iter()
-        .try_for_each(|(positions, reply)| scatter(&mut out, &positions, reply))?;
+        let keys = self.keys(keys.iter())?;
+        let mut out: Vec<Value> = vec![Value::Nil; keys.len()];
+        let (order, replies) = self
+            .fan_out("MGET", Access::Read, &keys, |cmd, i| {
+                cmd.arg(keys.get(i));
+            })
+            .await?;
+        for (range, reply) in replies {
+            scatter(&mut out, &order[range], reply)?;
+        }
         out.into_iter()
-            .map(|v| V::from_redis_value(v.unwrap_or(Value::Nil)).map_err(Error::conversion))
+            .map(|v| V::from_redis_value(v).map_err(Error::conversion))
             .collect()
     }
 
     /// `MSET` over any number of pairs, split per shard and sent concurrently. Each shard's
     /// part is atomic; the whole is not: if one shard fails, others may have been written.
     pub async fn mset<K: ToRedisArgs, V: ToRedisArgs>(&self, items: &[(K, V)]) -> Result<()> {
-        let keys = self.keys_of(items.iter().map(|(k, _)| k))?;
-        let values = items
-            .iter()
-            .map(|(_, v)| single_value(v))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = self.keys(items.iter().map(|(k, _)| k))?;
+        let values = flatten(items.iter().map(|(_, v)| v), "a value", usize::MAX)?;
         self.fan_out("MSET", Access::Write, &keys, |cmd, i| {
-            cmd.arg(&keys[i]).arg(&values[i]);
+            cmd.arg(keys.get(i)).arg(values.get(i));
         })
         .await
         .map(|_| ())
@@ -451,10 +452,10 @@ impl Client {
 
     /// `DEL` over any number of keys, split per shard and sent concurrently: how many existed.
     pub async fn del_many<K: ToRedisArgs>(&self, keys: &[K]) -> Result<usize> {
-        let keys = self.keys(keys)?;
-        let replies = self
+        let keys = self.keys(keys.iter())?;
+        let (_, replies) = self
             .fan_out("DEL", Access::Write, &keys, |cmd, i| {
-                cmd.arg(&keys[i]);
+                cmd.arg(keys.get(i));
             })
             .await?;
         replies.into_iter().try_fold(0usize, |sum, (_, reply)| {
@@ -532,80 +533,163 @@ impl Client {
     }
 
     /// Groups `keys` by shard, builds one `name` command per shard with `add(cmd, index)` for
-    /// each of its keys, sends them all at once, and returns each shard's key positions with
-    /// its reply.
+    /// each of its keys, and sends them all at once. Returns the key indices sorted by shard,
+    /// and for each shard the range of that order its command covered, with its reply.
     async fn fan_out(
         &self,
         name: &'static str,
         access: Access,
-        keys: &[Vec<u8>],
+        keys: &FlatArgs,
         mut add: impl FnMut(&mut Cmd, usize),
-    ) -> Result<Vec<(Vec<usize>, Value)>> {
+    ) -> Result<(Vec<usize>, Vec<(Range<usize>, Value)>)> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let table = self.shared.router.load();
-        let owners = keys
-            .iter()
-            .map(|k| table.shard_index(k).ok_or_else(no_shard))
+        let owners = (0..keys.len())
+            .map(|i| table.shard_index(keys.get(i)).ok_or_else(no_shard))
             .collect::<Result<Vec<usize>>>()?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by_key(|i| owners[*i]);
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for i in order {
+        let mut groups: Vec<(usize, Range<usize>)> = Vec::new();
+        for (at, &i) in order.iter().enumerate() {
             match groups.last_mut() {
-                Some((shard, positions)) if *shard == owners[i] => positions.push(i),
-                _ => groups.push((owners[i], vec![i])),
+                Some((shard, range)) if *shard == owners[i] => range.end = at + 1,
+                _ => groups.push((owners[i], at..at + 1)),
             }
         }
         let table = &table;
-        let requests = groups.into_iter().map(|(shard, positions)| {
-            let route = &table.shards[shard];
-            let mut cmd = redis::cmd(name);
-            for &i in &positions {
-                add(&mut cmd, i);
-            }
-            async move {
-                let reply = self.exec(table, route, name, &cmd, access).await?;
-                Ok::<_, Error>((positions, reply))
-            }
-        });
+        let requests: Vec<_> = groups
+            .into_iter()
+            .map(|(shard, range)| {
+                let route = &table.shards[shard];
+                let mut cmd =
+                    Cmd::with_capacity(range.len() + 1, keys.bytes_in(&order[range.clone()]) + 16);
+                cmd.arg(name);
+                for &i in &order[range.clone()] {
+                    add(&mut cmd, i);
+                }
+                async move {
+                    let reply = self.exec(table, route, name, &cmd, access).await?;
+                    Ok::<_, Error>((range, reply))
+                }
+            })
+            .collect();
         // Collect every shard's outcome before returning, so no request is left half-read.
-        join_all(requests.collect::<Vec<_>>())
+        let replies = join_all(requests)
             .await
             .into_iter()
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((order, replies))
     }
 
     /// The key as the single argument it must be, within the size limit.
     fn key<K: ToRedisArgs>(&self, key: &K) -> Result<Vec<u8>> {
-        let mut args = key.to_redis_args();
-        if args.len() != 1 {
-            return Err(Error::invalid_input(format!(
-                "a key must be exactly one argument, this one is {}",
-                args.len()
-            )));
-        }
-        let key = args.pop().unwrap_or_default();
         let limit = self.shared.router.load().options.max_key_bytes;
-        if key.len() > limit {
-            return Err(Error::invalid_input(format!(
-                "key of {} bytes is over the limit of {limit} bytes",
-                key.len()
-            )));
-        }
-        Ok(key)
+        let mut bytes = Vec::new();
+        let mut sink = ArgSink::new(&mut bytes);
+        key.write_redis_args(&mut sink);
+        check_one("a key", sink.args, bytes.len(), limit)?;
+        Ok(bytes)
     }
 
-    fn keys<K: ToRedisArgs>(&self, keys: &[K]) -> Result<Vec<Vec<u8>>> {
-        self.keys_of(keys.iter())
+    /// Many keys, each a single argument within the size limit, in one buffer.
+    fn keys<'k, K: ToRedisArgs + 'k>(&self, keys: impl Iterator<Item = &'k K>) -> Result<FlatArgs> {
+        let limit = self.shared.router.load().options.max_key_bytes;
+        flatten(keys, "a key", limit)
+    }
+}
+
+/// Arguments written back to back into one buffer: no allocation per argument.
+struct FlatArgs {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl FlatArgs {
+    fn len(&self) -> usize {
+        self.ends.len()
     }
 
-    fn keys_of<'k, K: ToRedisArgs + 'k>(
-        &self,
-        keys: impl Iterator<Item = &'k K>,
-    ) -> Result<Vec<Vec<u8>>> {
-        keys.map(|k| self.key(k)).collect()
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// Total bytes of the arguments at `indices`.
+    fn bytes_in(&self, indices: &[usize]) -> usize {
+        indices.iter().map(|&i| self.get(i).len()).sum()
+    }
+}
+
+/// Writes each item (which must be exactly one argument of at most `limit` bytes) into one
+/// buffer.
+fn flatten<'a, T: ToRedisArgs + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    what: &str,
+    limit: usize,
+) -> Result<FlatArgs> {
+    let mut flat = FlatArgs {
+        bytes: Vec::new(),
+        ends: Vec::with_capacity(items.size_hint().0),
+    };
+    for item in items {
+        let start = flat.bytes.len();
+        let mut sink = ArgSink::new(&mut flat.bytes);
+        item.write_redis_args(&mut sink);
+        let args = sink.args;
+        check_one(what, args, flat.bytes.len() - start, limit)?;
+        flat.ends.push(flat.bytes.len());
+    }
+    Ok(flat)
+}
+
+fn check_one(what: &str, args: usize, len: usize, limit: usize) -> Result<()> {
+    if args != 1 {
+        return Err(Error::invalid_input(format!(
+            "{what} must be exactly one argument, this one is {args}"
+        )));
+    }
+    if len > limit {
+        return Err(Error::invalid_input(format!(
+            "{what} of {len} bytes is over the limit of {limit} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A `RedisWrite` that appends every argument to one buffer and counts them.
+struct ArgSink<'a> {
+    out: &'a mut Vec<u8>,
+    args: usize,
+}
+
+impl<'a> ArgSink<'a> {
+    fn new(out: &'a mut Vec<u8>) -> ArgSink<'a> {
+        ArgSink { out, args: 0 }
+    }
+}
+
+impl RedisWrite for ArgSink<'_> {
+    fn write_arg(&mut self, arg: &[u8]) {
+        self.args += 1;
+        self.out.extend_from_slice(arg);
+    }
+
+    fn write_arg_fmt(&mut self, arg: impl std::fmt::Display) {
+        use std::io::Write;
+        self.args += 1;
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.out, "{arg}");
+    }
+
+    fn writer_for_next_arg(&mut self) -> impl std::io::Write + '_ {
+        self.args += 1;
+        &mut *self.out
     }
 }
 
@@ -618,7 +702,7 @@ fn no_shard() -> Error {
 }
 
 /// Puts a shard's `MGET` reply at its keys' positions.
-fn scatter(out: &mut [Option<Value>], positions: &[usize], reply: Value) -> Result<()> {
+fn scatter(out: &mut [Value], positions: &[usize], reply: Value) -> Result<()> {
     let Value::Array(values) = reply else {
         return Err(Error::new(
             ErrorKind::Type,
@@ -636,21 +720,18 @@ fn scatter(out: &mut [Option<Value>], positions: &[usize], reply: Value) -> Resu
         ));
     }
     for (&i, v) in positions.iter().zip(values) {
-        out[i] = Some(v);
+        out[i] = v;
     }
     Ok(())
 }
 
 /// A value as the single argument it must be.
 fn single_value<V: ToRedisArgs>(value: &V) -> Result<Vec<u8>> {
-    let mut args = value.to_redis_args();
-    if args.len() != 1 {
-        return Err(Error::invalid_input(format!(
-            "a value must be exactly one argument, this one is {}",
-            args.len()
-        )));
-    }
-    Ok(args.pop().unwrap_or_default())
+    let mut bytes = Vec::new();
+    let mut sink = ArgSink::new(&mut bytes);
+    value.write_redis_args(&mut sink);
+    check_one("a value", sink.args, 0, usize::MAX)?;
+    Ok(bytes)
 }
 
 /// An expiry in whole milliseconds, at least 1.

@@ -3,7 +3,10 @@
 //! Nodes are keyed by endpoint, not by shard, and hold no placement: the routing table points
 //! shards at nodes, so a topology swap can hand an unchanged endpoint's node to the new table.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use redis::{Cmd, Value};
@@ -17,9 +20,9 @@ use crate::topology::Endpoint;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PoolOptions {
-    /// Multiplexed connections kept open to each endpoint. Each carries many concurrent requests;
-    /// more than one spreads the work of parsing replies. Defaults to
-    /// [`PoolOptions::DEFAULT_CONNECTIONS`].
+    /// Multiplexed connections kept open to each endpoint. Each carries any number of
+    /// concurrent requests, pipelined; more than one spreads reply parsing over more tasks but
+    /// batches fewer requests per system call. Defaults to [`PoolOptions::DEFAULT_CONNECTIONS`].
     pub connections_per_endpoint: u32,
     /// Limit on establishing a connection (TCP connect and handshake), and on waiting for a
     /// pooled connection. Defaults to [`PoolOptions::DEFAULT_CONNECT_TIMEOUT`].
@@ -30,8 +33,10 @@ pub struct PoolOptions {
 }
 
 impl PoolOptions {
-    /// Default connections per endpoint: 2.
-    pub const DEFAULT_CONNECTIONS: u32 = 2;
+    /// Default connections per endpoint: 1. One multiplexed connection pipelines every
+    /// concurrent request of the process to that endpoint; measured on 2 cores with 64
+    /// concurrent requests, 1 connection gave 1.45x the throughput of 2 and 1.8x that of 4.
+    pub const DEFAULT_CONNECTIONS: u32 = 1;
     /// Default connect timeout: 500 ms. A cache that cannot connect within that is better
     /// treated as down than waited for.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -61,6 +66,11 @@ pub(crate) struct Node {
     max_connections: u32,
     last_error: Arc<Mutex<Option<String>>>,
     health: HealthState,
+    /// Live connections for the request path, read without a lock; refreshed from the pool
+    /// when one breaks. bb8 still owns the connections' lifecycle.
+    ready: ArcSwapOption<Vec<Conn>>,
+    /// Round robin over `ready`.
+    turn: AtomicUsize,
 }
 
 impl std::fmt::Debug for Node {
@@ -119,6 +129,8 @@ impl Node {
             max_connections: options.connections_per_endpoint,
             last_error,
             health: HealthState::new(health),
+            ready: ArcSwapOption::empty(),
+            turn: AtomicUsize::new(0),
         })
     }
 
@@ -144,6 +156,46 @@ impl Node {
     /// A connection to use for one request. The pool slot is released before returning:
     /// multiplexed connections are shared, not owned.
     async fn connection(&self) -> Result<Conn> {
+        // Fast path: a live connection from the snapshot, no lock taken.
+        {
+            let ready = self.ready.load();
+            if let Some(list) = ready.as_ref() {
+                let n = list.len();
+                let turn = if n > 1 {
+                    self.turn.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                let conn = &list[turn % n];
+                // While the snapshot lacks connections the pool may hold, now and then take the
+                // slow path to pick them up.
+                let fill = n < self.max_connections as usize && turn % 64 == 63;
+                if !conn.is_broken() && !fill {
+                    return Ok(conn.clone());
+                }
+            }
+        }
+        let conn = self.checkout().await?;
+        self.remember(&conn);
+        Ok(conn)
+    }
+
+    /// Adds `conn` to the snapshot of live connections, dropping broken ones.
+    fn remember(&self, conn: &Conn) {
+        let current = self.ready.load_full();
+        let mut list: Vec<Conn> = current
+            .as_ref()
+            .map(|l| l.iter().filter(|c| !c.is_broken()).cloned().collect())
+            .unwrap_or_default();
+        if !list.iter().any(|c| c.same(conn)) {
+            list.push(conn.clone());
+        }
+        list.truncate(self.max_connections.max(1) as usize);
+        self.ready.store(Some(Arc::new(list)));
+    }
+
+    /// A connection from the pool (bb8), replacing broken ones.
+    async fn checkout(&self) -> Result<Conn> {
         // A broken connection is dropped when its guard is released; bounded so a flapping
         // endpoint cannot keep a caller here.
         for _ in 0..=self.max_connections {

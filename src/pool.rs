@@ -32,6 +32,11 @@ impl Conn {
     pub(crate) fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }
+
+    /// True if both are the same socket.
+    pub(crate) fn same(&self, other: &Conn) -> bool {
+        Arc::ptr_eq(&self.broken, &other.broken)
+    }
 }
 
 /// Creates connections to one endpoint.

@@ -198,6 +198,19 @@ impl Endpoint {
         (self.host.to_ascii_lowercase(), self.port, self.db)
     }
 
+    /// Connection settings for redis-rs (whose `Debug` redacts the password), for code that
+    /// talks to an endpoint directly, bypassing shardis.
+    pub fn connection_info(&self) -> Result<redis::ConnectionInfo, crate::Error> {
+        use redis::IntoConnectionInfo;
+        self.secret_url().into_connection_info().map_err(|e| {
+            crate::Error::new(
+                crate::ErrorKind::Config,
+                format!("redis-rs rejected the endpoint: {:?}", e.kind()),
+            )
+            .with_endpoint(&self.label())
+        })
+    }
+
     /// The full URL with the password, for handing to redis-rs only. Never log it.
     pub(crate) fn secret_url(&self) -> String {
         self.render(true)

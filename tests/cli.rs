@@ -304,3 +304,91 @@ fn status_shows_roles_health_and_offsets() {
         "{table}"
     );
 }
+
+#[test]
+fn bench_reports_the_documented_fields_for_every_target() {
+    let servers = servers(2);
+    let lines: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("127.0.0.1:{}:1 s{i}", s.port()))
+        .collect();
+    let proxy = shardis::local::Nutcracker::start(&lines, "hash: fnv1a_64").unwrap();
+    let mut text = String::from("[placement]\nalgorithm = \"ketama\"\nhash = \"fnv1a_64\"\n");
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[[shards]]\nname = \"s{i}\"\nprimary = \"{}\"\n",
+            s.url()
+        ));
+    }
+    let config = write(&text);
+    let c = config.path().to_str().unwrap();
+    let url = proxy.url();
+    for (target, extra) in [
+        ("shardis", vec![]),
+        ("direct", vec![]),
+        ("proxy", vec!["--proxy", url.as_str()]),
+        ("shardis", vec!["--mget-size", "10", "--read-ratio", "1"]),
+        (
+            "proxy",
+            vec![
+                "--proxy",
+                url.as_str(),
+                "--mget-size",
+                "10",
+                "--pipeline-depth",
+                "4",
+            ],
+        ),
+    ] {
+        let mut args = vec![
+            "--config",
+            c,
+            "--format",
+            "json",
+            "bench",
+            "--target",
+            target,
+            "--duration",
+            "300ms",
+            "--concurrency",
+            "8",
+            "--keys",
+            "2000",
+        ];
+        args.extend(extra.iter().copied());
+        let (code, out, err) = shardis(&args, "");
+        assert_eq!(code, 0, "{target}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["target"], target);
+        assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+        for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+            assert!(v[f].is_u64(), "{f} in {v}");
+        }
+        assert!(v["p50_us"].as_u64() <= v["p99_us"].as_u64());
+        assert_eq!(v["errors"], 0, "{v}");
+        let per_shard = v["per_shard"].as_object().unwrap();
+        assert_eq!(per_shard.len(), 2, "{v}");
+    }
+    // The key space was written through the target: both servers hold part of it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(rt.block_on(dbsize(&servers[0])) > 0 && rt.block_on(dbsize(&servers[1])) > 0);
+    // Bad arguments are typed errors.
+    let (code, _, err) = shardis(
+        &[
+            "--config",
+            c,
+            "bench",
+            "--target",
+            "proxy",
+            "--duration",
+            "100ms",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--proxy"), "{err}");
+    let (code, _, err) = shardis(&["--config", c, "bench", "--read-ratio", "1.5"], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("--read-ratio"), "{err}");
+}

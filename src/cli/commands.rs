@@ -19,6 +19,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Demo { keys } => crate::demo::run(format, keys).await,
         Command::Status => status(config(cli.config.as_deref())?, format).await,
+        Command::Bench(args) => crate::bench::run(format, config(cli.config.as_deref())?, args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate {
             twemproxy,

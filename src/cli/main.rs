@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
 mod commands;
 mod demo;
 mod output;
@@ -81,6 +82,8 @@ enum Command {
     },
     /// Show each shard and endpoint with its health, role and replication offset.
     Status,
+    /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
+    Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
     Remap(remap::RemapArgs),
     /// Start local redis-servers (three primaries with a replica each), write keys through the
