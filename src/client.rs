@@ -85,7 +85,7 @@ pub enum Ttl {
 
 /// Builds a [`Client`].
 ///
-/// Defaults: `rendezvous_table` placement, no hash tag, 2 connections per endpoint, 500 ms
+/// Defaults: `rendezvous_table` placement, no hash tag, 1 connection per endpoint, 500 ms
 /// connect and response timeouts, health probes every 250 ms, reads from primaries, fail fast
 /// when a primary is down, and a connection check of every primary at [`build`](Self::build).
 #[derive(Debug, Default)]
@@ -144,7 +144,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Multiplexed connections per endpoint. Defaults to 2.
+    /// Multiplexed connections per endpoint. Defaults to 1.
     pub fn connections_per_endpoint(mut self, n: u32) -> Self {
         self.options.pool.connections_per_endpoint = n;
         self

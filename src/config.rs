@@ -10,7 +10,7 @@
 //! hash_tag = "{}"             # optional: only the part inside the first {...} is hashed
 //!
 //! [pool]
-//! connections_per_endpoint = 2
+//! connections_per_endpoint = 1
 //! connect_timeout_ms = 500
 //! response_timeout_ms = 500
 //!

@@ -85,7 +85,8 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<()> {
         let binary = redis_server_binary();
         let log = self.log_path();
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -97,58 +98,33 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::new(
-                        ErrorKind::Io,
-                        format!(
-                            "`{}` not found: install Redis (Debian: `apt-get install redis-server`) \
-                             or set {REDIS_SERVER_ENV} to its path",
-                            binary.display()
-                        ),
-                    )
-                } else {
-                    io_error("cannot start redis-server", e)
-                }
-            })?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
+            .stderr(Stdio::piped());
+        let mut child = start_process(
+            &mut command,
+            &binary,
+            "Redis",
+            "redis-server",
+            REDIS_SERVER_ENV,
+        )?;
+        let port = self.port;
+        wait_ready(
+            &mut child,
+            || ping(port, Duration::from_millis(200)),
+            |child, status| {
                 let mut stderr = String::new();
                 if let Some(mut s) = child.stderr.take() {
                     let _ = s.read_to_string(&mut stderr);
                 }
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "redis-server on port {} exited with {status}: {}{}",
-                        self.port,
-                        stderr.trim(),
-                        self.log().trim()
-                    ),
-                ));
-            }
-            if ping(self.port, Duration::from_millis(200)) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "redis-server on port {} did not answer PING within {START_TIMEOUT:?}",
-                        self.port
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                format!(
+                    "redis-server on port {port} exited with {status}: {}{}",
+                    stderr.trim(),
+                    self.log().trim()
+                )
+            },
+            &format!("redis-server on port {port} did not answer PING"),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// The TCP port.
@@ -471,7 +447,8 @@ fn spawn_nutcracker(dir: &std::path::Path, yaml: &str, port: u16) -> Result<Chil
     std::fs::write(&conf, yaml).map_err(|e| io_error("cannot write nutcracker.yml", e))?;
     let stats = free_port()?;
     let binary = nutcracker_binary();
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .arg("-c")
         .arg(&conf)
         .args(["-s", &stats.to_string(), "-a", "127.0.0.1", "-v", "4"])
@@ -479,47 +456,83 @@ fn spawn_nutcracker(dir: &std::path::Path, yaml: &str, port: u16) -> Result<Chil
         .arg(&log)
         .arg("-p")
         .arg(dir.join("nutcracker.pid"))
+        .stderr(Stdio::null());
+    let mut child = start_process(
+        &mut command,
+        &binary,
+        "twemproxy",
+        "nutcracker",
+        NUTCRACKER_ENV,
+    )?;
+    wait_ready(
+        &mut child,
+        || {
+            TcpStream::connect_timeout(
+                &(Ipv4Addr::LOCALHOST, port).into(),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+        },
+        |_, status| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("nutcracker exited with {status}: {}", log.trim())
+        },
+        &format!("nutcracker did not listen on {port}"),
+    )?;
+    Ok(child)
+}
+
+/// Starts `command` with no stdin or stdout; a missing binary becomes an error that says how to
+/// install it (`package` from Debian) or point `env` at it.
+fn start_process(
+    command: &mut Command,
+    binary: &std::path::Path,
+    what: &str,
+    package: &str,
+    env: &str,
+) -> Result<Child> {
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::new(
                     ErrorKind::Io,
                     format!(
-                        "`{}` not found: install twemproxy (Debian: `apt-get install nutcracker`) \
-                         or set {NUTCRACKER_ENV} to its path",
+                        "`{}` not found: install {what} (Debian: `apt-get install {package}`) \
+                         or set {env} to its path",
                         binary.display()
                     ),
                 )
             } else {
-                io_error("cannot start nutcracker", e)
+                io_error(&format!("cannot start {}", binary.display()), e)
             }
-        })?;
+        })
+}
+
+/// Waits until `ready()`; fails if the process exits first (with `exited`'s description) or
+/// `START_TIMEOUT` passes (killing it).
+fn wait_ready(
+    child: &mut Child,
+    ready: impl Fn() -> bool,
+    exited: impl FnOnce(&mut Child, std::process::ExitStatus) -> String,
+    timeout: &str,
+) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("nutcracker exited with {status}: {}", log.trim()),
-            ));
+            return Err(Error::new(ErrorKind::Io, exited(child, status)));
         }
-        if TcpStream::connect_timeout(
-            &(Ipv4Addr::LOCALHOST, port).into(),
-            Duration::from_millis(200),
-        )
-        .is_ok()
-        {
-            return Ok(child);
+        if ready() {
+            return Ok(());
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::new(
                 ErrorKind::Timeout,
-                format!("nutcracker did not listen on {port} within {START_TIMEOUT:?}"),
+                format!("{timeout} within {START_TIMEOUT:?}"),
             ));
         }
         std::thread::sleep(Duration::from_millis(10));

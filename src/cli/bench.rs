@@ -194,10 +194,16 @@ impl Driver {
                         c
                     }
                 };
-                cmd.query_async::<Value>(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(redis_error)
+                match op {
+                    Op::Mget(..) => {
+                        into_values(cmd.query_async(&mut conn).await.map_err(redis_error)?)
+                    }
+                    _ => cmd
+                        .query_async::<Value>(&mut conn)
+                        .await
+                        .map(|_| ())
+                        .map_err(redis_error),
+                }
             }
             Driver::Direct {
                 locator,
@@ -227,22 +233,30 @@ impl Driver {
                             .map_err(redis_error)
                     }
                     Op::Mget(start, n) => {
-                        let mut groups: BTreeMap<usize, redis::Cmd> = BTreeMap::new();
-                        for j in 0..n as u64 {
-                            let k = key(start + j);
-                            groups
+                        // The same result as the client's: values in input order.
+                        let mut groups: BTreeMap<usize, (redis::Cmd, Vec<usize>)> = BTreeMap::new();
+                        for j in 0..n {
+                            let k = key(start + j as u64);
+                            let (cmd, positions) = groups
                                 .entry(locator.index(k.as_bytes()))
-                                .or_insert_with(|| redis::cmd("MGET"))
-                                .arg(k);
+                                .or_insert_with(|| (redis::cmd("MGET"), Vec::new()));
+                            cmd.arg(k);
+                            positions.push(j);
                         }
-                        let sends = groups.into_iter().map(|(shard, cmd)| {
-                            let mut conn = pick(shard);
-                            async move { cmd.query_async::<Value>(&mut conn).await }
-                        });
-                        for r in join_all(sends).await {
-                            r.map_err(redis_error)?;
+                        let sends =
+                            groups.into_iter().map(|(shard, (cmd, positions))| {
+                                let mut conn = pick(shard);
+                                async move {
+                                    (positions, cmd.query_async::<Vec<Value>>(&mut conn).await)
+                                }
+                            });
+                        let mut out = vec![Value::Nil; n];
+                        for (positions, reply) in join_all(sends).await {
+                            for (i, v) in positions.into_iter().zip(reply.map_err(redis_error)?) {
+                                out[i] = v;
+                            }
                         }
-                        Ok(())
+                        into_values(out)
                     }
                 }
             }
@@ -264,6 +278,16 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Converts MGET replies as the client does for its caller: `Vec<Option<Vec<u8>>>`.
+fn into_values(values: Vec<Value>) -> Result<(), Error> {
+    values
+        .into_iter()
+        .map(<Option<Vec<u8>> as redis::FromRedisValue>::from_redis_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map(|_| ())
+        .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
 }
 
 fn redis_error(e: redis::RedisError) -> Error {
