@@ -601,6 +601,7 @@ impl Client {
 }
 
 /// Arguments written back to back into one buffer: no allocation per argument.
+#[derive(Debug)]
 struct FlatArgs {
     bytes: Vec<u8>,
     ends: Vec<usize>,
@@ -746,4 +747,38 @@ fn millis(ttl: Duration) -> Result<u64> {
         .ok()
         .filter(|ms| *ms <= i64::MAX as u64)
         .ok_or_else(|| Error::invalid_input(format!("expiry {ttl:?} is too long")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_by_a_whole_service<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn client_is_clone_send_sync() {
+        shared_by_a_whole_service::<Client>();
+        // The futures of its methods can be spawned on a multi-threaded runtime.
+        fn spawnable<F: std::future::Future + Send>(_: F) {}
+        let c: Option<Client> = None;
+        if let Some(c) = c {
+            spawnable(async move { c.get::<_, Option<String>>("k").await });
+        }
+    }
+
+    #[test]
+    fn flat_args_count_and_bound_arguments() {
+        let keys = flatten([&"a", &"bcd", &""].into_iter(), "a key", 3).unwrap();
+        assert_eq!(
+            (keys.len(), keys.get(0), keys.get(1), keys.get(2)),
+            (3, &b"a"[..], &b"bcd"[..], &b""[..])
+        );
+        assert_eq!(keys.bytes_in(&[0, 1]), 4);
+        let too_long = flatten([&"abcd"].into_iter(), "a key", 3).unwrap_err();
+        assert_eq!(too_long.kind(), ErrorKind::InvalidInput);
+        let two = flatten([&vec!["x", "y"]].into_iter(), "a key", 10).unwrap_err();
+        assert!(two.to_string().contains("exactly one argument"), "{two}");
+        let number = flatten([&42i64].into_iter(), "a key", 10).unwrap();
+        assert_eq!(number.get(0), b"42");
+    }
 }

@@ -60,7 +60,7 @@ pub struct BenchArgs {
     /// Size of the key space, pre-populated before measuring.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
-    /// Read with MGET of this many random keys instead of GET.
+    /// Read with MGET of this many independent random keys instead of GET.
     #[arg(long)]
     mget_size: Option<usize>,
     /// Requests each task keeps in flight (pipelined over multiplexed connections).
@@ -82,7 +82,13 @@ pub struct BenchArgs {
 }
 
 /// Sends one operation to the target.
-enum Driver {
+struct Driver {
+    /// The size of the key space.
+    keys: u64,
+    target: TargetDriver,
+}
+
+enum TargetDriver {
     Shardis(Client),
     Proxy {
         conns: Vec<MultiplexedConnection>,
@@ -100,7 +106,17 @@ enum Driver {
 enum Op {
     Get(u64),
     Set(u64),
-    Mget(u64, usize),
+    /// `n` independent random keys, drawn from `seed` (the same keys for every target).
+    Mget {
+        seed: u64,
+        n: usize,
+    },
+}
+
+/// The key numbers of an MGET.
+fn mget_keys(seed: u64, n: usize, keys: u64) -> impl Iterator<Item = u64> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(move |_| rng.u64(0..keys))
 }
 
 fn key(i: u64) -> String {
@@ -109,12 +125,43 @@ fn key(i: u64) -> String {
 
 impl Driver {
     async fn new(args: &BenchArgs, config: &Config) -> Result<Driver, Error> {
+        Ok(Driver {
+            keys: args.keys,
+            target: TargetDriver::new(args, config).await?,
+        })
+    }
+
+    async fn run(&self, op: Op, value: &[u8]) -> Result<(), Error> {
+        self.target.run(op, value, self.keys).await
+    }
+
+    /// Writes every key of the space, in batches.
+    async fn populate(&self, keys: u64, value: &[u8], bar: &ProgressBar) -> Result<(), Error> {
+        const BATCH: u64 = 500;
+        let mut start = 0;
+        while start < keys {
+            let end = (start + BATCH).min(keys);
+            let sets = (start..end).map(|i| self.run(Op::Set(i), value));
+            for r in join_all(sets).await {
+                r?;
+            }
+            bar.set_position(end);
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+impl TargetDriver {
+    async fn new(args: &BenchArgs, config: &Config) -> Result<TargetDriver, Error> {
         let pool = config.options().pool;
         let redis_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(pool.connect_timeout))
             .set_response_timeout(Some(pool.response_timeout));
         match args.target {
-            Target::Shardis => Ok(Driver::Shardis(Client::from_config(config.clone()).await?)),
+            Target::Shardis => Ok(TargetDriver::Shardis(
+                Client::from_config(config.clone()).await?,
+            )),
             Target::Proxy => {
                 let url = args.proxy.as_deref().ok_or_else(|| {
                     Error::from(ConfigError::InvalidValue {
@@ -139,7 +186,7 @@ impl Driver {
                             .map_err(redis_error)?,
                     );
                 }
-                Ok(Driver::Proxy {
+                Ok(TargetDriver::Proxy {
                     conns,
                     next: AtomicU64::new(0),
                 })
@@ -161,7 +208,7 @@ impl Driver {
                     }
                     conns.push(per);
                 }
-                Ok(Driver::Direct {
+                Ok(TargetDriver::Direct {
                     locator,
                     conns,
                     next: AtomicU64::new(0),
@@ -170,32 +217,32 @@ impl Driver {
         }
     }
 
-    async fn run(&self, op: Op, value: &[u8]) -> Result<(), Error> {
+    async fn run(&self, op: Op, value: &[u8], keys: u64) -> Result<(), Error> {
         match self {
-            Driver::Shardis(client) => match op {
+            TargetDriver::Shardis(client) => match op {
                 Op::Get(i) => client.get::<_, Option<Vec<u8>>>(key(i)).await.map(|_| ()),
                 Op::Set(i) => client.set(key(i), value).await,
-                Op::Mget(start, n) => {
-                    let keys: Vec<String> = (0..n as u64).map(|j| key(start + j)).collect();
+                Op::Mget { seed, n } => {
+                    let keys: Vec<String> = mget_keys(seed, n, keys).map(key).collect();
                     client.mget::<_, Option<Vec<u8>>>(&keys).await.map(|_| ())
                 }
             },
-            Driver::Proxy { conns, next } => {
+            TargetDriver::Proxy { conns, next } => {
                 let mut conn =
                     conns[next.fetch_add(1, Ordering::Relaxed) as usize % conns.len()].clone();
                 let cmd = match op {
                     Op::Get(i) => redis::cmd("GET").arg(key(i)).to_owned(),
                     Op::Set(i) => redis::cmd("SET").arg(key(i)).arg(value).to_owned(),
-                    Op::Mget(start, n) => {
+                    Op::Mget { seed, n } => {
                         let mut c = redis::cmd("MGET");
-                        for j in 0..n as u64 {
-                            c.arg(key(start + j));
+                        for k in mget_keys(seed, n, keys) {
+                            c.arg(key(k));
                         }
                         c
                     }
                 };
                 match op {
-                    Op::Mget(..) => {
+                    Op::Mget { .. } => {
                         into_values(cmd.query_async(&mut conn).await.map_err(redis_error)?)
                     }
                     _ => cmd
@@ -205,7 +252,7 @@ impl Driver {
                         .map_err(redis_error),
                 }
             }
-            Driver::Direct {
+            TargetDriver::Direct {
                 locator,
                 conns,
                 next,
@@ -232,11 +279,11 @@ impl Driver {
                             .map(|_| ())
                             .map_err(redis_error)
                     }
-                    Op::Mget(start, n) => {
+                    Op::Mget { seed, n } => {
                         // The same result as the client's: values in input order.
                         let mut groups: BTreeMap<usize, (redis::Cmd, Vec<usize>)> = BTreeMap::new();
-                        for j in 0..n {
-                            let k = key(start + j as u64);
+                        for (j, k) in mget_keys(seed, n, keys).enumerate() {
+                            let k = key(k);
                             let (cmd, positions) = groups
                                 .entry(locator.index(k.as_bytes()))
                                 .or_insert_with(|| (redis::cmd("MGET"), Vec::new()));
@@ -261,22 +308,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    /// Writes every key of the space, in batches.
-    async fn populate(&self, keys: u64, value: &[u8], bar: &ProgressBar) -> Result<(), Error> {
-        const BATCH: u64 = 500;
-        let mut start = 0;
-        while start < keys {
-            let end = (start + BATCH).min(keys);
-            let sets = (start..end).map(|i| self.run(Op::Set(i), value));
-            for r in join_all(sets).await {
-                r?;
-            }
-            bar.set_position(end);
-            start = end;
-        }
-        Ok(())
     }
 }
 
@@ -328,7 +359,8 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
         return Err(bad("--duration", "must be longer than zero"));
     }
     let driver = Arc::new(Driver::new(&args, &config).await?);
-    let locator = Locator::new(config.topology(), config.options())?;
+    let locator = Arc::new(Locator::new(config.topology(), config.options())?);
+    let shards = locator.names().len();
     let value: Arc<Vec<u8>> = Arc::new(
         (0..args.value_size)
             .map(|i| b'a' + (i % 26) as u8)
@@ -351,13 +383,14 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|t| {
-            let (driver, value, stop, done_ops, done_errors, results) = (
+            let (driver, value, stop, done_ops, done_errors, results, locator) = (
                 driver.clone(),
                 value.clone(),
                 stop.clone(),
                 done_ops.clone(),
                 done_errors.clone(),
                 results.clone(),
+                locator.clone(),
             );
             let (keys, read_ratio, mget, depth) = (
                 args.keys,
@@ -369,13 +402,18 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                 let mut rng = fastrand::Rng::with_seed(t as u64 + 1);
                 let mut hist = Histogram::<u64>::new(3).expect("a 3-digit histogram");
                 let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
+                let mut per_shard = vec![0u64; shards];
+                let mut touched = vec![false; shards];
                 let mut ops: Vec<Op> = Vec::with_capacity(depth);
                 while !stop.load(Ordering::Relaxed) {
                     ops.clear();
                     for _ in 0..depth {
                         ops.push(if rng.f64() < read_ratio {
                             match mget {
-                                Some(n) => Op::Mget(rng.u64(0..=keys - n as u64), n),
+                                Some(n) => Op::Mget {
+                                    seed: rng.u64(..),
+                                    n,
+                                },
                                 None => Op::Get(rng.u64(0..keys)),
                             }
                         } else {
@@ -391,6 +429,24 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                         }
                     }))
                     .await;
+                    // Requests per shard, as the placement sends them: one per single-key
+                    // operation, one per shard an MGET touches.
+                    for op in &ops {
+                        match *op {
+                            Op::Get(i) | Op::Set(i) => {
+                                per_shard[locator.index(key(i).as_bytes())] += 1
+                            }
+                            Op::Mget { seed, n } => {
+                                touched.iter_mut().for_each(|t| *t = false);
+                                for k in mget_keys(seed, n, keys) {
+                                    touched[locator.index(key(k).as_bytes())] = true;
+                                }
+                                for (count, t) in per_shard.iter_mut().zip(&touched) {
+                                    *count += u64::from(*t);
+                                }
+                            }
+                        }
+                    }
                     for (took, r) in outcomes {
                         let _ = hist.record((took.as_micros() as u64).max(1));
                         if let Err(e) = r {
@@ -403,7 +459,7 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((hist, errors));
+                    .push((hist, errors, per_shard));
             })
         })
         .collect();
@@ -435,29 +491,18 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
 
     let mut hist = Histogram::<u64>::new(3).expect("a 3-digit histogram");
     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (h, e) in results.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    let mut per_shard: BTreeMap<String, u64> =
+        locator.names().iter().map(|n| (n.to_string(), 0)).collect();
+    for (h, e, counts) in results.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         let _ = hist.add(h);
         for (k, v) in e {
             *errors.entry(k).or_default() += v;
         }
+        for (name, count) in locator.names().iter().zip(counts) {
+            *per_shard.entry(name.to_string()).or_default() += count;
+        }
     }
     let total_ops = hist.len();
-    // Per shard: how the placement routes the operations' keys (a sample of the key space,
-    // as the generator draws keys uniformly).
-    let mut per_shard: BTreeMap<String, u64> = BTreeMap::new();
-    let per_key_ops = args.mget_size.unwrap_or(1).max(1) as u64;
-    let mut rng = fastrand::Rng::with_seed(0);
-    let sample = 100_000u64.min(total_ops * per_key_ops).max(1);
-    for _ in 0..sample {
-        let k = key(rng.u64(0..args.keys));
-        *per_shard
-            .entry(locator.locate(k.as_bytes()).to_string())
-            .or_default() += 1;
-    }
-    let requests = total_ops * per_key_ops;
-    for v in per_shard.values_mut() {
-        *v = (*v as f64 / sample as f64 * requests as f64).round() as u64;
-    }
     let q = |p: f64| hist.value_at_quantile(p);
     let ops_per_sec = total_ops as f64 / elapsed;
     let error_total: u64 = errors.values().sum();
