@@ -455,7 +455,8 @@ impl Shared {
     /// Every shard and endpoint with its role, health and what its server says of replication.
     pub(crate) async fn status(&self) -> Vec<ShardStatus> {
         let table = self.router.load();
-        let control = self.control.lock().await;
+        // Read what is needed and let go: the queries below may take a timeout each.
+        let ejected = self.control.lock().await.ejected.clone();
         let timeout = table
             .options
             .health
@@ -478,7 +479,7 @@ impl Shared {
             out.push(ShardStatus {
                 name: route.name.clone(),
                 weight: shard.weight(),
-                placed: !control.ejected.contains(&route.name),
+                placed: !ejected.contains(&route.name),
                 endpoints,
             });
         }

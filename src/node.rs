@@ -161,7 +161,9 @@ impl Node {
             let ready = self.ready.load();
             if let Some(list) = ready.as_ref() {
                 let n = list.len();
-                let turn = if n > 1 {
+                let short = n < self.max_connections as usize;
+                // One connection, and no more expected: no counter to bump.
+                let turn = if n > 1 || short {
                     self.turn.fetch_add(1, Ordering::Relaxed)
                 } else {
                     0
@@ -169,7 +171,7 @@ impl Node {
                 let conn = &list[turn % n];
                 // While the snapshot lacks connections the pool may hold, now and then take the
                 // slow path to pick them up.
-                let fill = n < self.max_connections as usize && turn % 64 == 63;
+                let fill = short && turn % 64 == 63;
                 if !conn.is_broken() && !fill {
                     return Ok(conn.clone());
                 }

@@ -43,3 +43,35 @@ async fn one_client_serves_many_concurrent_tasks() {
         dbsize(&servers[0]).await + dbsize(&servers[1]).await + dbsize(&servers[2]).await;
     assert_eq!(stored, 64 * 100 + 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pooled_connection_carries_requests() {
+    let servers = servers(1);
+    let client = builder(&servers)
+        .connections_per_endpoint(3)
+        .build()
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    client.set(format!("k{t}:{i}").as_str(), i).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut conn = direct(&servers[0]).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each of the client's connections last ran a SET: none sits idle after its handshake.
+    let used = list.lines().filter(|l| l.contains("cmd=set")).count();
+    assert_eq!(used, 3, "{list}");
+}
