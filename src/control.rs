@@ -150,10 +150,21 @@ impl Shared {
         });
     }
 
-    /// Rebuilds and installs the table after `control` changed (its version already raised).
-    async fn rebuild(self: &Arc<Self>, control: &Control) -> Result<()> {
-        let (table, _) = self.build(control).await?;
+    /// Applies `change` to a copy of `control` under a new version, installs the table it
+    /// gives, and only then keeps the copy and emits `event`.
+    async fn apply<R>(
+        self: &Arc<Self>,
+        control: &mut Control,
+        change: impl FnOnce(&mut Control) -> R,
+        event: Event,
+    ) -> Result<()> {
+        let mut next = control.clone();
+        change(&mut next);
+        next.version += 1;
+        let (table, _) = self.build(&next).await?;
         self.install(table);
+        *control = next;
+        self.emit(event);
         Ok(())
     }
 
@@ -281,15 +292,14 @@ impl Shared {
         if route.primary.health() != Health::Down || control.ejected.contains(&shard) {
             return;
         }
-        let mut next = control.clone();
-        next.ejected.insert(shard.clone());
-        next.version += 1;
-        match self.rebuild(&next).await {
-            Ok(()) => {
-                tracing::warn!(shard = %shard, "shardis: shard ejected from placement");
-                self.emit(Event::Ejected { shard });
-                *control = next;
-            }
+        let event = Event::Ejected {
+            shard: shard.clone(),
+        };
+        match self
+            .apply(&mut control, |c| c.ejected.insert(shard.clone()), event)
+            .await
+        {
+            Ok(()) => tracing::warn!(shard = %shard, "shardis: shard ejected from placement"),
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot eject: {e}"),
         }
     }
@@ -310,15 +320,14 @@ impl Shared {
                 return;
             }
         }
-        let mut next = control.clone();
-        next.ejected.remove(&shard);
-        next.version += 1;
-        match self.rebuild(&next).await {
-            Ok(()) => {
-                tracing::info!(shard = %shard, "shardis: shard rejoined placement");
-                self.emit(Event::Rejoined { shard });
-                *control = next;
-            }
+        let event = Event::Rejoined {
+            shard: shard.clone(),
+        };
+        match self
+            .apply(&mut control, |c| c.ejected.remove(&shard), event)
+            .await
+        {
+            Ok(()) => tracing::info!(shard = %shard, "shardis: shard rejoined placement"),
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot rejoin: {e}"),
         }
     }
@@ -369,7 +378,6 @@ impl Shared {
                 }
             }
         }
-        let mut next = control.clone();
         let replicas: Vec<Endpoint> = route
             .replicas
             .iter()
@@ -377,17 +385,21 @@ impl Shared {
             .map(|r| r.endpoint().clone())
             .chain(std::iter::once(route.primary.endpoint().clone()))
             .collect();
-        next.roles
-            .insert(shard.clone(), (winner.endpoint().clone(), replicas));
-        next.version += 1;
-        match self.rebuild(&next).await {
+        let roles = (winner.endpoint().clone(), replicas);
+        let event = Event::Promoted {
+            shard: shard.clone(),
+            endpoint: winner.label().to_owned(),
+        };
+        match self
+            .apply(
+                &mut control,
+                |c| c.roles.insert(shard.clone(), roles),
+                event,
+            )
+            .await
+        {
             Ok(()) => {
-                tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary");
-                self.emit(Event::Promoted {
-                    shard,
-                    endpoint: winner.label().to_owned(),
-                });
-                *control = next;
+                tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary")
             }
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot install promotion: {e}"),
         }
