@@ -105,10 +105,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `bench` chooses its load generator's threads; everything else gets the default runtime.
+    let mut builder = match &cli.command {
+        Command::Bench(args) if args.threads <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Bench(args) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
