@@ -4,12 +4,14 @@
 # runs `shardis bench` against the three targets interleaved (A B C A B C ...) for a GET/SET
 # mix and for 10-key MGET, and prints the medians and the ratios.
 #
-#   benches/compare.sh [ROUNDS] [DURATION] [CONCURRENCY]     defaults: 5 5s 64
+#   benches/compare.sh [ROUNDS] [DURATION] [CONCURRENCY] [THREADS]     defaults: 5 5s 64 1
+# (THREADS: the load generator's runtime threads, `shardis bench --threads`.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 duration=${2:-5s}
 concurrency=${3:-64}
+threads=${4:-1}
 
 deploy/install-deps.sh
 cargo build --release --quiet --bin shardis
@@ -70,7 +72,7 @@ wait_port "$proxy_port"
 } > "$work/shardis.toml"
 
 echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d)"
-echo "4 redis-servers + nutcracker $("$nutcracker" -V 2>&1 | head -1 | awk '{print $NF}'); $rounds rounds of $duration per target, interleaved; $concurrency concurrent requests"
+echo "4 redis-servers + nutcracker $("$nutcracker" -V 2>&1 | head -1 | awk '{print $NF}'); $rounds rounds of $duration per target, interleaved; $concurrency concurrent requests on $threads load-generator thread(s)"
 results="$work/results"
 : > "$results"
 run() { # workload target extra-args...
@@ -78,7 +80,7 @@ run() { # workload target extra-args...
   local out
   out=$("$bin" --config "$work/shardis.toml" --format json bench --target "$target" \
     --proxy "redis://127.0.0.1:$proxy_port" --duration "$duration" --concurrency "$concurrency" \
-    --no-populate "$@" 2>/dev/null)
+    --threads "$threads" --no-populate "$@" 2>/dev/null)
   local ops p99 errors
   ops=$(grep -o '"ops_per_sec":[0-9.e+-]*' <<<"$out" | cut -d: -f2)
   p99=$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)
