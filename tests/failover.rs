@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use shardis::{Client, ErrorKind, Event, Health, OnPrimaryDown, ReadFrom, Role, ShardSpec};
 
-fn key_on(client: &Client, shard: &str, prefix: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| client.locate(k.as_str()) == shard)
-        .expect("a key on the shard")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_primary_fails_no_read_with_primary_then_replica() {
     let shards = [

@@ -135,10 +135,7 @@ async fn client_recovers_after_a_server_is_killed_and_restarted() {
         .build()
         .await
         .unwrap();
-    let key = (0..100)
-        .map(|i| format!("k{i}"))
-        .find(|k| client.locate(k.as_str()) == "shard-0")
-        .unwrap();
+    let key = key_on(&client, "shard-0", "k");
     client.set(key.as_str(), "before").await.unwrap();
     servers[0].kill();
     let err = client
@@ -175,10 +172,7 @@ async fn a_refused_connection_fails_at_once_with_its_cause() {
         .build()
         .await
         .unwrap();
-    let key = (0..100)
-        .map(|i| format!("k{i}"))
-        .find(|k| client.locate(k.as_str()) == "dead")
-        .unwrap();
+    let key = key_on(&client, "dead", "k");
     let start = Instant::now();
     let err = client
         .get::<_, Option<String>>(key.as_str())

@@ -90,10 +90,7 @@ async fn swapping_4_to_5_shards_and_back_under_load_fails_no_request() {
         let k = format!("after:{i}");
         assert_eq!(client.locate(k.as_str()), *locator.locate(k.as_bytes()));
     }
-    let k = (0..1000)
-        .map(|i| format!("new:{i}"))
-        .find(|k| client.locate(k.as_str()) == "shard-4")
-        .unwrap();
+    let k = key_on(&client, "shard-4", "new:");
     client.set(k.as_str(), "on the new shard").await.unwrap();
     let mut conn = direct(&all[4]).await;
     let v: Option<String> = redis::cmd("GET")

@@ -34,6 +34,14 @@ pub async fn client(servers: &[RedisServer]) -> Client {
     builder(servers).build().await.expect("client builds")
 }
 
+/// The first key `{prefix}{i}` that `client` places on `shard`.
+pub fn key_on(client: &Client, shard: &str, prefix: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| client.locate(k.as_str()) == shard)
+        .expect("a key on the shard")
+}
+
 /// A plain redis-rs connection straight to one server, bypassing shardis.
 pub async fn direct(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
