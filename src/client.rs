@@ -19,7 +19,7 @@ use crate::control::{unavailable, ConfigWatch, ShardStatus, Shared};
 use crate::error::{ConfigError, Error, ErrorKind, Result};
 use crate::health::{Event, HealthOptions};
 use crate::node::Node;
-use crate::placement::{HashTag, Locator, PlacementSpec};
+use crate::placement::{HashTag, PlacementSpec};
 use crate::router::{OnPrimaryDown, ReadFrom, RoutingTable, ShardRoute};
 use crate::topology::{ShardName, ShardSpec, Topology};
 
@@ -256,9 +256,10 @@ impl Client {
         let bytes = key.to_redis_args().concat();
         match table.shard_index(&bytes) {
             Some(i) => table.shards[i].name.clone(),
-            None => Locator::new(&table.topology, &table.options)
-                .map(|l| l.locate(&bytes).clone())
-                .unwrap_or_else(|_| table.shards[0].name.clone()),
+            None => table
+                .owner_without_ejections(&bytes)
+                .unwrap_or(&table.shards[0].name)
+                .clone(),
         }
     }
 

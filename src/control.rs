@@ -576,6 +576,7 @@ fn build_table(
             locator,
             placed,
             shards,
+            unejected: std::sync::OnceLock::new(),
         },
         opened,
     ))

@@ -169,6 +169,9 @@ pub(crate) struct RoutingTable {
     pub(crate) placed: Vec<usize>,
     /// Every shard, in topology order, with its endpoints in their current roles.
     pub(crate) shards: Vec<ShardRoute>,
+    /// Placement over every shard, ejected or not, built on first need (`locate` while every
+    /// shard is ejected) and at most once per table.
+    pub(crate) unejected: std::sync::OnceLock<Option<Locator>>,
 }
 
 impl RoutingTable {
@@ -177,6 +180,14 @@ impl RoutingTable {
     pub(crate) fn route(&self, key: &[u8]) -> Option<&ShardRoute> {
         let locator = self.locator.as_ref()?;
         Some(&self.shards[self.placed[locator.index(key)]])
+    }
+
+    /// The name of the shard owning `key` as if no shard were ejected.
+    pub(crate) fn owner_without_ejections(&self, key: &[u8]) -> Option<&ShardName> {
+        self.unejected
+            .get_or_init(|| Locator::new(&self.topology, &self.options).ok())
+            .as_ref()
+            .map(|l| l.locate(key))
     }
 
     /// The index in `shards` of the shard owning `key`.

@@ -399,3 +399,32 @@ async fn status_reports_roles_health_and_offsets() {
     .await;
     assert!(down, "a killed replica is not reported down");
 }
+
+#[tokio::test]
+async fn with_every_shard_ejected_requests_fail_typed_and_locate_still_answers() {
+    let mut all = servers(2);
+    let client = builder(&all)
+        .on_primary_down(OnPrimaryDown::Eject)
+        .health(fast_health())
+        .build()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    let before: Vec<String> = (0..200)
+        .map(|i| client.locate(format!("k{i}").as_str()).to_string())
+        .collect();
+    all[0].kill();
+    all[1].kill();
+    for _ in 0..2 {
+        let e = wait_event(&mut events, Duration::from_secs(5), |e| matches!(e, Event::Ejected { .. })).await;
+        assert!(e.is_some(), "a shard was not ejected");
+    }
+    let err = client.get::<_, Option<String>>("k1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ShardUnavailable, "{err}");
+    let err = client.mget::<_, Option<String>>(&["k1", "k2"]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ShardUnavailable, "{err}");
+    let after: Vec<String> = (0..200)
+        .map(|i| client.locate(format!("k{i}").as_str()).to_string())
+        .collect();
+    assert_eq!(before, after, "locate answers as if no shard were ejected");
+}
