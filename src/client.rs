@@ -586,7 +586,7 @@ impl Client {
 
     /// The key as the single argument it must be, within the size limit.
     fn key<K: ToRedisArgs>(&self, key: &K) -> Result<Vec<u8>> {
-        let limit = self.shared.router.load().options.max_key_bytes;
+        let limit = self.shared.max_key_bytes();
         let mut bytes = Vec::new();
         let mut sink = ArgSink::new(&mut bytes);
         key.write_redis_args(&mut sink);
@@ -596,8 +596,7 @@ impl Client {
 
     /// Many keys, each a single argument within the size limit, in one buffer.
     fn keys<'k, K: ToRedisArgs + 'k>(&self, keys: impl Iterator<Item = &'k K>) -> Result<FlatArgs> {
-        let limit = self.shared.router.load().options.max_key_bytes;
-        flatten(keys, "a key", limit)
+        flatten(keys, "a key", self.shared.max_key_bytes())
     }
 }
 

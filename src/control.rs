@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     control: tokio::sync::Mutex<Control>,
     /// Open nodes by endpoint and settings, weakly: a node lives as long as a table holds it.
     registry: Mutex<HashMap<NodeKey, Weak<Node>>>,
+    /// `limits.max_key_bytes`, checked before a request loads the routing table.
+    max_key_bytes: AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,11 +105,18 @@ impl Shared {
         let shared = Arc::new(Shared {
             router: Router::new(table),
             events,
+            max_key_bytes: AtomicUsize::new(control.options.max_key_bytes),
             control: tokio::sync::Mutex::new(control),
             registry,
         });
         tokio::spawn(crate::health::monitor(Arc::downgrade(&shared), interval));
         Ok(shared)
+    }
+
+    /// The largest key accepted, in bytes.
+    #[inline]
+    pub(crate) fn max_key_bytes(&self) -> usize {
+        self.max_key_bytes.load(Ordering::Relaxed)
     }
 
     /// Subscribes to events.
@@ -212,6 +222,8 @@ impl Shared {
         }
         let version = next.version;
         self.install(table);
+        self.max_key_bytes
+            .store(next.options.max_key_bytes, Ordering::Relaxed);
         *control = next;
         Ok(version)
     }

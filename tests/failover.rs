@@ -416,12 +416,18 @@ async fn with_every_shard_ejected_requests_fail_typed_and_locate_still_answers()
     all[0].kill();
     all[1].kill();
     for _ in 0..2 {
-        let e = wait_event(&mut events, Duration::from_secs(5), |e| matches!(e, Event::Ejected { .. })).await;
+        let e = wait_event(&mut events, Duration::from_secs(5), |e| {
+            matches!(e, Event::Ejected { .. })
+        })
+        .await;
         assert!(e.is_some(), "a shard was not ejected");
     }
     let err = client.get::<_, Option<String>>("k1").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ShardUnavailable, "{err}");
-    let err = client.mget::<_, Option<String>>(&["k1", "k2"]).await.unwrap_err();
+    let err = client
+        .mget::<_, Option<String>>(&["k1", "k2"])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ShardUnavailable, "{err}");
     let after: Vec<String> = (0..200)
         .map(|i| client.locate(format!("k{i}").as_str()).to_string())

@@ -251,3 +251,18 @@ async fn reload_config_applies_a_good_file_and_keeps_the_old_topology_on_a_bad_o
     .await;
     assert!(applied, "the watcher did not reload");
 }
+
+#[tokio::test]
+async fn a_reloaded_key_limit_applies_to_the_next_request() {
+    let all = servers(1);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let shard = format!("[[shards]]\nname = \"a\"\nprimary = \"{}\"\n", all[0].url());
+    file.write_all(shard.as_bytes()).unwrap();
+    let client = Client::from_config_file(file.path()).await.unwrap();
+    client.set("abcdef", 1).await.unwrap();
+    std::fs::write(file.path(), format!("[limits]\nmax_key_bytes = 4\n{shard}")).unwrap();
+    client.reload_config(file.path()).await.unwrap();
+    let err = client.set("abcdef", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    client.set("abcd", 1).await.unwrap();
+}
