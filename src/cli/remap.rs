@@ -450,9 +450,9 @@ fn plot(path: &std::path::Path, rows: &[Row], change: &Change) -> Result<(), Err
             format!("cannot draw {}: {e}", path.display()),
         )
     };
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (1360, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let (left, right) = root.split_horizontally(760);
+    let (left, right) = root.split_horizontally(740);
     let total: f64 = change.after.iter().map(|s| f64::from(s.1)).sum();
     let ratio = |r: &Row, i: usize| r.load_after[i] / (f64::from(change.after[i].1) / total);
     let (lo, hi) = rows
@@ -486,6 +486,7 @@ fn plot(path: &std::path::Path, rows: &[Row], change: &Change) -> Result<(), Err
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -496,23 +497,40 @@ fn plot(path: &std::path::Path, rows: &[Row], change: &Change) -> Result<(), Err
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0usize..rows.len(), 0.0..top)
+        .build_cartesian_2d((0usize..rows.len()).into_segmented(), 0.0..top)
         .map_err(|e| fail(&e))?;
     bars.configure_mesh()
         .x_labels(rows.len())
-        .x_label_formatter(&|i| {
-            rows.get(*i)
+        .x_label_style(("sans-serif", 11))
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => rows
+                .get(*i)
                 .map(|r| r.algorithm.clone())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            _ => String::new(),
         })
         .draw()
         .map_err(|e| fail(&e))?;
     bars.draw_series(rows.iter().enumerate().map(|(k, r)| {
-        Rectangle::new(
-            [(k, 0.0), (k + 1, r.moved_ratio)],
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(k), 0.0),
+                (SegmentValue::Exact(k + 1), r.moved_ratio),
+            ],
             Palette99::pick(k).filled(),
-        )
+        );
+        bar.set_margin(0, 0, 6, 6);
+        bar
     }))
+    .map_err(|e| fail(&e))?;
+    // The minimum any algorithm must move.
+    bars.draw_series(std::iter::once(PathElement::new(
+        vec![
+            (SegmentValue::Exact(0), 1.0),
+            (SegmentValue::Exact(rows.len()), 1.0),
+        ],
+        BLACK.stroke_width(1),
+    )))
     .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
