@@ -298,7 +298,8 @@ fn info(port: u16, section: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// True if a server on the loopback `port` answers `PING` within `timeout`.
+/// True if a server on the loopback `port` answers `PING` (or asks for a password) within
+/// `timeout`.
 fn ping(port: u16, timeout: Duration) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
     else {
@@ -308,8 +309,9 @@ fn ping(port: u16, timeout: Duration) -> bool {
     if stream.write_all(b"PING\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    // `+PONG`, or `-NOAUTH ...` from a server started with a password: either way it serves.
+    let mut buf = [0u8; 6];
+    stream.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r" || &buf == b"-NOAUT")
 }
 
 /// The environment variable that overrides the `nutcracker` (twemproxy) binary.

@@ -182,3 +182,38 @@ async fn a_refused_connection_fails_at_once_with_its_cause() {
     assert_eq!(err.kind(), ErrorKind::Connection);
     assert!(err.to_string().contains("refused"), "{err}");
 }
+
+#[tokio::test]
+async fn password_protected_servers_work_and_a_wrong_password_is_typed_and_hidden() {
+    let server = shardis::local::RedisServer::start_with(&["--requirepass", "s3cret-pw"]).unwrap();
+    let url = |pw: &str| format!("redis://:{pw}@127.0.0.1:{}", server.port());
+    let client = Client::builder()
+        .shard("a", url("s3cret-pw"))
+        .build()
+        .await
+        .unwrap();
+    client.set("k", "v").await.unwrap();
+    assert_eq!(
+        client
+            .get::<_, Option<String>>("k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert!(!format!("{client:?}").contains("s3cret"));
+
+    let err = Client::builder()
+        .shard("a", url("wrong-pw"))
+        .connect_timeout(CONNECT)
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert_eq!(err.shard(), Some("a"));
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("wrong-pw") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+}
