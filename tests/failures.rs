@@ -47,16 +47,10 @@ async fn unreachable_shard_fails_only_its_own_requests_when_lazy() {
         .build()
         .await
         .unwrap();
-    let (mut dead_key, mut live_key) = (None, None);
-    for i in 0..100 {
-        let k = format!("k{i}");
-        if client.locate(k.as_str()) == "dead" {
-            dead_key.get_or_insert(k);
-        } else {
-            live_key.get_or_insert(k);
-        }
-    }
-    let (dead_key, live_key) = (dead_key.unwrap(), live_key.unwrap());
+    let (dead_key, live_key) = (
+        key_on(&client, "dead", "k"),
+        key_on(&client, "shard-0", "k"),
+    );
     let start = Instant::now();
     let err = client
         .get::<_, Option<String>>(dead_key.as_str())
