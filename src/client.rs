@@ -253,7 +253,9 @@ impl Client {
     /// next owner; if every shard is ejected, the name of the key's owner with all shards in.
     pub fn locate<K: ToRedisArgs>(&self, key: K) -> ShardName {
         let table = self.shared.router.load();
-        let bytes = key.to_redis_args().concat();
+        // A key of several arguments is located by their concatenation, as the sink writes them.
+        let mut bytes = Vec::new();
+        key.write_redis_args(&mut ArgSink::new(&mut bytes));
         match table.shard_index(&bytes) {
             Some(i) => table.shards[i].name.clone(),
             None => table
