@@ -1,0 +1,134 @@
+//! `shardis`: the operators' command line.
+//!
+//! ```text
+//! shardis --config FILE get KEY
+//! shardis --config FILE set KEY VALUE
+//! shardis --config FILE del KEY
+//! shardis --config FILE locate KEY...     (`-` reads keys from stdin, one per line)
+//! shardis demo
+//! ```
+//! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
+//! no key, 2 on an error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod commands;
+mod demo;
+mod error;
+mod output;
+mod remap;
+
+/// Client-side sharding over plain Redis hosts.
+#[derive(Parser, Debug)]
+#[command(name = "shardis", version, about)]
+struct Cli {
+    /// The TOML config file (see README: "Config file").
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Human-readable text.
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// GET a key from its shard.
+    Get {
+        /// The key (any bytes).
+        key: OsString,
+    },
+    /// SET a key on its shard.
+    Set {
+        /// The key (any bytes).
+        key: OsString,
+        /// The value (any bytes).
+        value: OsString,
+        /// Expire the key after this many milliseconds.
+        #[arg(long, value_name = "MS")]
+        ttl_ms: Option<u64>,
+    },
+    /// DEL a key on its shard.
+    Del {
+        /// The key (any bytes).
+        key: OsString,
+    },
+    /// Print which shard owns each key (no connection is made). `-` reads keys from stdin.
+    Locate {
+        /// Place keys as this twemproxy (nutcracker) YAML config does, instead of --config.
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        twemproxy: Option<PathBuf>,
+        /// The twemproxy pool, when the file has several.
+        #[arg(long, requires = "twemproxy")]
+        pool: Option<String>,
+        /// Keys, or `-` for one key per line on stdin.
+        #[arg(required = true)]
+        keys: Vec<OsString>,
+    },
+    /// Show each shard and endpoint with its health, role and replication offset.
+    Status,
+    /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
+    Bench(bench::BenchArgs),
+    /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
+    Remap(remap::RemapArgs),
+    /// Start local redis-servers (three primaries with a replica each), write keys through the
+    /// client, show how they spread, read them back, kill a primary and keep reading from its
+    /// replica, add a shard live, and stop the servers.
+    Demo {
+        /// How many keys to write.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    // `bench` chooses its load generator's threads; everything else gets the default runtime.
+    let mut builder = match &cli.command {
+        Command::Bench(args) if args.threads <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Bench(args) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let format = cli.format;
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error(format, &e);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Spawning a server process and waiting until it serves; free loopback ports.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Error, ErrorKind, Result};
+
+/// How long a process may take to start serving.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many free ports to try before giving up (another process may take one first).
+pub(crate) const START_ATTEMPTS: usize = 5;
+
+pub(crate) fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what}: {e}")).with_source(e)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| io_error("cannot find a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| io_error("cannot find a free port", e))
+}
+
+/// Starts `command` with no stdin or stdout; a missing binary becomes an error that says how to
+/// install it (`package` from Debian) or point `env` at it.
+pub(crate) fn start_process(
+    command: &mut Command,
+    binary: &std::path::Path,
+    what: &str,
+    package: &str,
+    env: &str,
+) -> Result<Child> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "`{}` not found: install {what} (Debian: `apt-get install {package}`) \
+                         or set {env} to its path",
+                        binary.display()
+                    ),
+                )
+            } else {
+                io_error(&format!("cannot start {}", binary.display()), e)
+            }
+        })
+}
+
+/// Waits until `ready()`; fails if the process exits first (with `exited`'s description) or
+/// `START_TIMEOUT` passes (killing it).
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    ready: impl Fn() -> bool,
+    exited: impl FnOnce(&mut Child, std::process::ExitStatus) -> String,
+    timeout: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::new(ErrorKind::Io, exited(child, status)));
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{timeout} within {START_TIMEOUT:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,178 @@
+//! The public commands: single-key commands routed by their key, and multi-key commands split
+//! per shard. Keys are `ToSingleRedisArg`, so a key made of several arguments does not compile.
+
+use std::time::Duration;
+
+use redis::{Cmd, FromRedisValue, ToRedisArgs, ToSingleRedisArg, Value};
+
+use super::args::{flatten, millis, single_value};
+use super::exec::Access;
+use super::fanout::gather;
+use super::{Client, Ttl};
+use crate::error::{Error, Result};
+
+impl Client {
+    /// `GET key`: `None`-able types (`Option<T>`) see a missing key as `None`.
+    ///
+    /// A key is one argument (`&str`, `String`, `&[u8]`, `Vec<u8>`, integers, and references
+    /// to them); a key of several arguments is a compile error, not a runtime one:
+    ///
+    /// ```compile_fail
+    /// # async fn run(client: shardis::Client) -> shardis::Result<()> {
+    /// let v: Option<String> = client.get(&["two", "args"][..]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get<K: ToSingleRedisArg, V: FromRedisValue>(&self, key: K) -> Result<V> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        self.run("GET", &key, &cmd, Access::Read).await
+    }
+
+    /// `SET key value`.
+    pub async fn set<K: ToSingleRedisArg, V: ToRedisArgs>(&self, key: K, value: V) -> Result<()> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(single_value(&value)?);
+        self.run("SET", &key, &cmd, Access::Write).await
+    }
+
+    /// `SET key value PX ttl`: the expiry has millisecond precision and must be at least 1 ms.
+    pub async fn set_ex<K: ToSingleRedisArg, V: ToRedisArgs>(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<()> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(single_value(&value)?)
+            .arg("PX")
+            .arg(millis(ttl)?);
+        self.run("SET", &key, &cmd, Access::Write).await
+    }
+
+    /// `DEL key`: true if the key existed.
+    pub async fn del<K: ToSingleRedisArg>(&self, key: K) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(&key);
+        self.run::<u64>("DEL", &key, &cmd, Access::Write)
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// `EXISTS key`.
+    pub async fn exists<K: ToSingleRedisArg>(&self, key: K) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&key);
+        self.run::<u64>("EXISTS", &key, &cmd, Access::Read)
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// `PEXPIRE key ttl`: true if the key exists and now expires.
+    pub async fn expire<K: ToSingleRedisArg>(&self, key: K, ttl: Duration) -> Result<bool> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(&key).arg(millis(ttl)?);
+        self.run::<u64>("PEXPIRE", &key, &cmd, Access::Write)
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// `PTTL key`, as a [`Ttl`].
+    pub async fn ttl<K: ToSingleRedisArg>(&self, key: K) -> Result<Ttl> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("PTTL");
+        cmd.arg(&key);
+        let ms: i64 = self.run("PTTL", &key, &cmd, Access::Read).await?;
+        Ok(match ms {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    /// `INCRBY key delta`: the new value.
+    pub async fn incr<K: ToSingleRedisArg>(&self, key: K, delta: i64) -> Result<i64> {
+        let key = self.key(&key)?;
+        let mut cmd = redis::cmd("INCRBY");
+        cmd.arg(&key).arg(delta);
+        self.run("INCRBY", &key, &cmd, Access::Write).await
+    }
+
+    /// Runs any single-key command on the primary of the shard that owns `key`.
+    ///
+    /// The command is sent as built; `key` only routes it, so it must be the key the command
+    /// operates on (or share its hash tag). It is treated as a write: never sent to a replica,
+    /// never retried.
+    pub async fn query<K: ToSingleRedisArg, T: FromRedisValue>(
+        &self,
+        key: K,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let key = self.key(&key)?;
+        self.run("QUERY", &key, cmd, Access::Write).await
+    }
+
+    /// Runs a read-only single-key command (e.g. `HGETALL`, `SMEMBERS`) on the shard that owns
+    /// `key`, following the read policy: it may go to a replica, and may be retried on another
+    /// endpoint of the shard after a connection error or timeout. Never use it for a command
+    /// that writes.
+    pub async fn query_read<K: ToSingleRedisArg, T: FromRedisValue>(
+        &self,
+        key: K,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let key = self.key(&key)?;
+        self.run("QUERY", &key, cmd, Access::Read).await
+    }
+
+    /// `MGET` over any number of keys, split per shard and sent concurrently; values come back
+    /// in the order of `keys`, duplicates included. A shard that fails fails the call.
+    pub async fn mget<K: ToSingleRedisArg, V: FromRedisValue>(&self, keys: &[K]) -> Result<Vec<V>> {
+        let keys = self.keys(keys.iter())?;
+        let mut out: Vec<Value> = vec![Value::Nil; keys.len()];
+        let (plan, replies) = self
+            .fan_out("MGET", Access::Read, &keys, |cmd, i| {
+                cmd.arg(keys.get(i));
+            })
+            .await?;
+        for (range, reply) in replies {
+            gather(&mut out, plan.positions(&range), reply)?;
+        }
+        out.into_iter()
+            .map(|v| V::from_redis_value(v).map_err(Error::conversion))
+            .collect()
+    }
+
+    /// `MSET` over any number of pairs, split per shard and sent concurrently. Each shard's
+    /// part is atomic; the whole is not: if one shard fails, others may have been written.
+    pub async fn mset<K: ToSingleRedisArg, V: ToRedisArgs>(&self, items: &[(K, V)]) -> Result<()> {
+        let keys = self.keys(items.iter().map(|(k, _)| k))?;
+        let values = flatten(items.iter().map(|(_, v)| v), "a value", usize::MAX)?;
+        self.fan_out("MSET", Access::Write, &keys, |cmd, i| {
+            cmd.arg(keys.get(i)).arg(values.get(i));
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `DEL` over any number of keys, split per shard and sent concurrently: how many existed.
+    pub async fn del_many<K: ToSingleRedisArg>(&self, keys: &[K]) -> Result<usize> {
+        let keys = self.keys(keys.iter())?;
+        let (_, replies) = self
+            .fan_out("DEL", Access::Write, &keys, |cmd, i| {
+                cmd.arg(keys.get(i));
+            })
+            .await?;
+        replies.into_iter().try_fold(0usize, |sum, (_, reply)| {
+            usize::from_redis_value(reply)
+                .map(|n| sum + n)
+                .map_err(Error::conversion)
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! The request path, one function deep: load the routing table once, find the key's shard,
+//! pick the endpoint the policies choose, run the command on a pooled multiplexed connection,
+//! record the outcome for health. Multi-key commands go through the same `exec` per shard.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
+use tracing::Instrument;
+
+use super::args::{check_one, flatten, ArgSink, FlatArgs};
+use super::fanout::Plan;
+use super::Client;
+use crate::control::{unavailable, Outcome};
+use crate::error::{Error, ErrorKind, Result};
+use crate::node::Node;
+use crate::router::{RoutingTable, ShardRoute};
+
+/// Whether a command only reads (and may go to a replica under the read policy) or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
+/// One shard's reply to its part of a multi-key command: the range of the plan's order its
+/// command covered, and the reply.
+pub(crate) type PartReply = (std::ops::Range<usize>, Value);
+
+impl Client {
+    /// The request path of every single-key command.
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        key: &[u8],
+        cmd: &Cmd,
+        access: Access,
+    ) -> Result<T> {
+        let table = self.shared.router.load();
+        let route = table.route(key).ok_or_else(no_shard)?;
+        let reply = self.exec(&table, route, name, cmd, access).await?;
+        T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
+    }
+
+    /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
+    /// a connection error or timeout is sent once more, at once, to the fallback endpoint.
+    async fn exec(
+        &self,
+        table: &RoutingTable,
+        route: &ShardRoute,
+        name: &'static str,
+        cmd: &Cmd,
+        access: Access,
+    ) -> Result<Value> {
+        let routing = &table.options().routing;
+        let (first, fallback) = match access {
+            Access::Read => route.read_targets(routing.read_from),
+            Access::Write => (route.write_target(), None),
+        };
+        let node = first
+            .ok_or_else(|| unavailable(route, access == Access::Write, routing.on_primary_down))?;
+        match self.attempt(route, node, name, cmd).await {
+            Err(e) if e.is_failover_candidate() => match fallback {
+                Some(other) => self.attempt(route, other, name, cmd).await,
+                None => Err(e),
+            },
+            result => result,
+        }
+    }
+
+    /// One try on one endpoint, recorded for its health.
+    async fn attempt(
+        &self,
+        route: &ShardRoute,
+        node: &Arc<Node>,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<Value> {
+        let span = tracing::debug_span!(
+            "shardis",
+            cmd = name,
+            shard = %route.name,
+            endpoint = node.label()
+        );
+        let result = node.query(cmd).instrument(span).await;
+        match &result {
+            Ok(_) => self.shared.record(route, node, Outcome::Answered),
+            Err(e) if e.is_failover_candidate() => self.shared.record(route, node, Outcome::Failed),
+            Err(_) => {}
+        }
+        result.map_err(|e| e.with_shard(route.name.as_str()))
+    }
+
+    /// Plans `keys` per shard, builds one `name` command per shard with `add(cmd, index)` for
+    /// each of its keys, and sends them all at once. Returns the plan and each shard's reply.
+    pub(crate) async fn fan_out(
+        &self,
+        name: &'static str,
+        access: Access,
+        keys: &FlatArgs,
+        mut add: impl FnMut(&mut Cmd, usize),
+    ) -> Result<(Plan, Vec<PartReply>)> {
+        if keys.is_empty() {
+            return Ok((Plan::new(&[]), Vec::new()));
+        }
+        let table = self.shared.router.load();
+        let owners = (0..keys.len())
+            .map(|i| table.shard_index(keys.get(i)).ok_or_else(no_shard))
+            .collect::<Result<Vec<usize>>>()?;
+        let plan = Plan::new(&owners);
+        let table = &table;
+        let requests: Vec<_> = plan
+            .groups
+            .iter()
+            .map(|(shard, range)| {
+                let route = &table.shards()[*shard];
+                let positions = plan.positions(range);
+                let mut cmd =
+                    Cmd::with_capacity(positions.len() + 1, keys.bytes_in(positions) + 16);
+                cmd.arg(name);
+                for &i in positions {
+                    add(&mut cmd, i);
+                }
+                let range = range.clone();
+                async move {
+                    let reply = self.exec(table, route, name, &cmd, access).await?;
+                    Ok::<_, Error>((range, reply))
+                }
+            })
+            .collect();
+        // Collect every shard's outcome before returning, so no request is left half-read.
+        let replies = join_all(requests)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((plan, replies))
+    }
+
+    /// The key as the single argument it is, within the size limit.
+    pub(crate) fn key<K: ToRedisArgs>(&self, key: &K) -> Result<Vec<u8>> {
+        let limit = self.shared.max_key_bytes();
+        let mut bytes = Vec::new();
+        let mut sink = ArgSink::new(&mut bytes);
+        key.write_redis_args(&mut sink);
+        check_one("a key", sink.args, bytes.len(), limit)?;
+        Ok(bytes)
+    }
+
+    /// Many keys, each a single argument within the size limit, in one buffer.
+    pub(crate) fn keys<'k, K: ToRedisArgs + 'k>(
+        &self,
+        keys: impl Iterator<Item = &'k K>,
+    ) -> Result<FlatArgs> {
+        flatten(keys, "a key", self.shared.max_key_bytes())
+    }
+}
+
+/// The error of a request when every shard is ejected.
+fn no_shard() -> Error {
+    Error::new(
+        ErrorKind::ShardUnavailable,
+        "every shard is ejected (its primary down); no shard can take the key",
+    )
+}

@@ -1,0 +1,438 @@
+//! The TOML config file and the options it sets.
+//!
+//! ```toml
+//! [placement]
+//! algorithm = "rendezvous_table"  # optional, the default; or ring, ketama, jump, rendezvous, maglev
+//! arc_bits = 21               # rendezvous_table only: 2^arc_bits arcs
+//! # vnodes = 160              # ring only: points per unit of weight
+//! # hash = "fnv1a_64"         # ketama only: a twemproxy key hash
+//! # table_size = 65537        # maglev only: a prime
+//! hash_tag = "{}"             # optional: only the part inside the first {...} is hashed
+//!
+//! [pool]
+//! connections_per_endpoint = 1
+//! connect_timeout_ms = 500
+//! response_timeout_ms = 500
+//!
+//! [limits]
+//! max_key_bytes = 536870912   # optional
+//!
+//! [health]
+//! interval_ms = 250
+//! probe_timeout_ms = 100
+//! failure_threshold = 2
+//! recovery_probes = 2
+//!
+//! [routing]
+//! read_from = "primary"           # or prefer_replica, primary_then_replica
+//! on_primary_down = "fail_fast"   # or eject, promote_replica
+//! flush_on_rejoin = false         # eject only
+//!
+//! [[shards]]
+//! name = "cache-a"
+//! primary = "redis://127.0.0.1:7001"
+//! replicas = ["redis://127.0.0.1:7101"]
+//! weight = 1
+//! ```
+//!
+//! Unknown keys anywhere are an error, so a typo never silently falls back to a default.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, Error, ErrorKind};
+use crate::options::{
+    HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+};
+use crate::placement::{Algorithm, HashTag, KeyHash, PlacementSpec};
+use crate::topology::{ShardSpec, Topology};
+
+/// A parsed and validated config file: the topology and the options.
+///
+/// ```
+/// let config = shardis::Config::from_toml_str(r#"
+///     [placement]
+///     hash_tag = "{}"
+///     [[shards]]
+///     name = "cache-a"
+///     primary = "redis://127.0.0.1:7001"
+/// "#).unwrap();
+/// assert_eq!(config.topology().shards()[0].name(), "cache-a");
+///
+/// let err = shardis::Config::from_toml_str("[pool]\nconections_per_endpoint = 2").unwrap_err();
+/// assert!(err.to_string().contains("conections_per_endpoint"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    topology: Topology,
+    options: Options,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    placement: RawPlacement,
+    #[serde(default)]
+    pool: RawPool,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
+    shards: Vec<ShardSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    failure_threshold: Option<u32>,
+    recovery_probes: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    read_from: Option<ReadFrom>,
+    on_primary_down: Option<OnPrimaryDown>,
+    flush_on_rejoin: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    algorithm: Option<Algorithm>,
+    hash_tag: Option<String>,
+    vnodes: Option<u32>,
+    hash: Option<KeyHash>,
+    table_size: Option<u32>,
+    arc_bits: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    connections_per_endpoint: Option<u32>,
+    connect_timeout_ms: Option<u64>,
+    response_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_key_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Parses and validates a config from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let options = Options {
+            placement: placement_spec(&raw.placement)?,
+            hash_tag: raw
+                .placement
+                .hash_tag
+                .as_deref()
+                .map(HashTag::parse)
+                .transpose()?,
+            pool: pool_options(&raw.pool),
+            health: health_options(&raw.health),
+            routing: RoutingOptions {
+                read_from: raw.routing.read_from.unwrap_or_default(),
+                on_primary_down: raw.routing.on_primary_down.unwrap_or_default(),
+                flush_on_rejoin: raw.routing.flush_on_rejoin.unwrap_or(false),
+            },
+            custom_placement: None,
+            max_key_bytes: raw
+                .limits
+                .max_key_bytes
+                .unwrap_or(Options::DEFAULT_MAX_KEY_BYTES),
+        };
+        options.validate()?;
+        let topology = Topology::new(raw.shards)?;
+        Ok(Config { topology, options })
+    }
+
+    /// Reads, parses and validates a config file (blocking; from async code use
+    /// [`Config::load`]).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| read_error(path, e))?;
+        Ok(Config::from_toml_str(&text)?)
+    }
+
+    /// Reads, parses and validates a config file without blocking the async runtime.
+    pub async fn load(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| read_error(path, e))?;
+        Ok(Config::from_toml_str(&text)?)
+    }
+
+    /// Assembles a config from parts already validated.
+    pub fn new(topology: Topology, options: Options) -> Config {
+        Config { topology, options }
+    }
+
+    /// The shards.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Placement, pool and limit options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Splits the config into its parts.
+    pub fn into_parts(self) -> (Topology, Options) {
+        (self.topology, self.options)
+    }
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("cannot read config file {}: {e}", path.display()),
+    )
+    .with_source(e)
+}
+
+fn placement_spec(raw: &RawPlacement) -> Result<PlacementSpec, ConfigError> {
+    let algorithm = raw.algorithm.unwrap_or_default();
+    // A parameter of another algorithm is a mistake, not something to ignore.
+    for (field, given, owner) in [
+        ("vnodes", raw.vnodes.is_some(), Algorithm::Ring),
+        ("hash", raw.hash.is_some(), Algorithm::Ketama),
+        ("table_size", raw.table_size.is_some(), Algorithm::Maglev),
+        (
+            "arc_bits",
+            raw.arc_bits.is_some(),
+            Algorithm::RendezvousTable,
+        ),
+    ] {
+        if given && algorithm != owner {
+            return Err(ConfigError::InvalidValue {
+                field: format!("placement.{field}"),
+                reason: format!("applies to algorithm = \"{owner}\", not \"{algorithm}\""),
+            });
+        }
+    }
+    Ok(match algorithm.default_spec() {
+        PlacementSpec::Ring { vnodes } => PlacementSpec::Ring {
+            vnodes: raw.vnodes.unwrap_or(vnodes),
+        },
+        PlacementSpec::RendezvousTable { arc_bits } => PlacementSpec::RendezvousTable {
+            arc_bits: raw.arc_bits.unwrap_or(arc_bits),
+        },
+        PlacementSpec::Ketama { hash } => PlacementSpec::Ketama {
+            hash: raw.hash.unwrap_or(hash),
+        },
+        PlacementSpec::Maglev { table_size } => PlacementSpec::Maglev {
+            table_size: raw.table_size.unwrap_or(table_size),
+        },
+        other => other,
+    })
+}
+
+fn health_options(raw: &RawHealth) -> HealthOptions {
+    let d = HealthOptions::default();
+    HealthOptions {
+        interval: raw
+            .interval_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.interval),
+        probe_timeout: raw
+            .probe_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.probe_timeout),
+        failure_threshold: raw.failure_threshold.unwrap_or(d.failure_threshold),
+        recovery_probes: raw.recovery_probes.unwrap_or(d.recovery_probes),
+    }
+}
+
+fn pool_options(raw: &RawPool) -> PoolOptions {
+    let d = PoolOptions::default();
+    PoolOptions {
+        connections_per_endpoint: raw
+            .connections_per_endpoint
+            .unwrap_or(d.connections_per_endpoint),
+        connect_timeout: raw
+            .connect_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.connect_timeout),
+        response_timeout: raw
+            .response_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(d.response_timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARD: &str = "[[shards]]\nname = \"a\"\nprimary = \"redis://127.0.0.1:7001\"\n";
+
+    #[test]
+    fn full_example_parses() {
+        let c = Config::from_toml_str(
+            r#"
+            [placement]
+            algorithm = "ring"
+            hash_tag = "{}"
+            vnodes = 40
+            [pool]
+            connections_per_endpoint = 3
+            connect_timeout_ms = 250
+            response_timeout_ms = 750
+            [limits]
+            max_key_bytes = 1024
+            [health]
+            interval_ms = 50
+            probe_timeout_ms = 20
+            failure_threshold = 3
+            recovery_probes = 4
+            [routing]
+            read_from = "primary_then_replica"
+            on_primary_down = "eject"
+            flush_on_rejoin = true
+            [[shards]]
+            name = "cache-a"
+            primary = "redis://127.0.0.1:7001"
+            replicas = ["redis://127.0.0.1:7101"]
+            weight = 2
+            "#,
+        )
+        .unwrap();
+        let o = c.options();
+        assert_eq!(o.placement, PlacementSpec::Ring { vnodes: 40 });
+        assert_eq!(o.hash_tag, Some(HashTag::parse("{}").unwrap()));
+        assert_eq!(o.pool.connections_per_endpoint, 3);
+        assert_eq!(o.pool.connect_timeout, Duration::from_millis(250));
+        assert_eq!(o.pool.response_timeout, Duration::from_millis(750));
+        assert_eq!(o.max_key_bytes, 1024);
+        assert_eq!(o.health.interval, Duration::from_millis(50));
+        assert_eq!(o.health.probe_timeout, Duration::from_millis(20));
+        assert_eq!(
+            (o.health.failure_threshold, o.health.recovery_probes),
+            (3, 4)
+        );
+        assert_eq!(o.routing.read_from, ReadFrom::PrimaryThenReplica);
+        assert_eq!(o.routing.on_primary_down, OnPrimaryDown::Eject);
+        assert!(o.routing.flush_on_rejoin);
+        let s = &c.topology().shards()[0];
+        assert_eq!((s.weight(), s.replicas().len()), (2, 1));
+    }
+
+    #[test]
+    fn every_algorithm_parses_with_its_parameters() {
+        for (text, want) in [
+            (
+                "algorithm = \"rendezvous_table\"\narc_bits = 16",
+                PlacementSpec::RendezvousTable { arc_bits: 16 },
+            ),
+            (
+                "algorithm = \"ring\"\nvnodes = 100",
+                PlacementSpec::Ring { vnodes: 100 },
+            ),
+            (
+                "algorithm = \"ketama\"\nhash = \"murmur\"",
+                PlacementSpec::Ketama {
+                    hash: KeyHash::Murmur,
+                },
+            ),
+            (
+                "algorithm = \"ketama\"",
+                PlacementSpec::Ketama {
+                    hash: KeyHash::Fnv1a64,
+                },
+            ),
+            ("algorithm = \"jump\"", PlacementSpec::Jump),
+            ("algorithm = \"rendezvous\"", PlacementSpec::Rendezvous),
+            (
+                "algorithm = \"maglev\"\ntable_size = 131071",
+                PlacementSpec::Maglev {
+                    table_size: 131_071,
+                },
+            ),
+        ] {
+            let c = Config::from_toml_str(&format!("[placement]\n{text}\n{SHARD}")).unwrap();
+            assert_eq!(c.options().placement, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_toml_str(SHARD).unwrap();
+        assert_eq!(c.options(), &Options::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for text in [
+            format!("[pool]\nconnections = 2\n{SHARD}"),
+            format!("[placement]\nhashtag = \"{{}}\"\n{SHARD}"),
+            format!("{SHARD}wieght = 2\n"),
+            format!("[pools]\n{SHARD}"),
+            format!("[routing]\nread_from = \"replica\"\n{SHARD}"),
+            format!("[routing]\non_primary_down = \"panic\"\n{SHARD}"),
+            format!("[health]\ninterval = 5\n{SHARD}"),
+            format!("[placement]\nalgorithm = \"magic\"\n{SHARD}"),
+            format!("[placement]\nalgorithm = \"ketama\"\nhash = \"sha1\"\n{SHARD}"),
+        ] {
+            assert!(
+                matches!(Config::from_toml_str(&text), Err(ConfigError::Parse(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for (text, field) in [
+            (
+                format!("[pool]\nconnections_per_endpoint = 0\n{SHARD}"),
+                "pool.connections_per_endpoint",
+            ),
+            (
+                format!("[pool]\nconnect_timeout_ms = 0\n{SHARD}"),
+                "pool.connect_timeout_ms",
+            ),
+            (
+                format!("[pool]\nresponse_timeout_ms = 0\n{SHARD}"),
+                "pool.response_timeout_ms",
+            ),
+            (
+                format!("[placement]\nhash_tag = \"{{\"\n{SHARD}"),
+                "placement.hash_tag",
+            ),
+            (
+                format!("[placement]\nvnodes = 0\n{SHARD}"),
+                "placement.vnodes",
+            ),
+            (
+                format!("[limits]\nmax_key_bytes = 0\n{SHARD}"),
+                "limits.max_key_bytes",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text).unwrap_err();
+            match err {
+                ConfigError::InvalidValue { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_shards_is_an_empty_topology() {
+        assert_eq!(Config::from_toml_str(""), Err(ConfigError::EmptyTopology));
+    }
+}

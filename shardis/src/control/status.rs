@@ -1,0 +1,76 @@
+//! What [`Client::status`](crate::Client::status) reports: every shard and endpoint with its
+//! role, health, and what its server says of replication.
+
+use futures_util::future::join_all;
+
+use super::Shared;
+use crate::health::{Health, Role};
+use crate::topology::ShardName;
+
+impl Shared {
+    /// Every shard and endpoint with its role, health and what its server says of replication.
+    pub(crate) async fn status(&self) -> Vec<ShardStatus> {
+        let table = self.router.load();
+        // Read what is needed and let go: the queries below may take a timeout each.
+        let ejected = self.control.lock().await.ejected.clone();
+        let options = table.options();
+        let timeout = options
+            .health
+            .probe_timeout
+            .max(options.pool.response_timeout);
+        let mut out = Vec::new();
+        for (route, shard) in table.shards().iter().zip(table.topology().shards()) {
+            let endpoints = join_all(route.nodes().map(|(node, role)| async move {
+                let info = node.replication(timeout).await;
+                EndpointStatus {
+                    endpoint: node.label().to_owned(),
+                    role,
+                    health: node.health(),
+                    server_role: info.as_ref().ok().map(|(r, _)| r.clone()),
+                    replication_offset: info.as_ref().ok().map(|(_, o)| *o),
+                    error: info.err().map(|e| e.to_string()),
+                }
+            }))
+            .await;
+            out.push(ShardStatus {
+                name: route.name.clone(),
+                weight: shard.weight(),
+                placed: !ejected.contains(&route.name),
+                endpoints,
+            });
+        }
+        out
+    }
+}
+
+/// A shard as [`Client::status`](crate::Client::status) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardStatus {
+    /// The shard.
+    pub name: ShardName,
+    /// Its weight.
+    pub weight: u32,
+    /// False while ejected from the placement.
+    pub placed: bool,
+    /// Its endpoints, the current primary first.
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// An endpoint as [`Client::status`](crate::Client::status) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointStatus {
+    /// `host:port[/db]`.
+    pub endpoint: String,
+    /// Its role in the current routing table.
+    pub role: Role,
+    /// Its health.
+    pub health: Health,
+    /// What the server says it is (`master` or `slave`), if it answered.
+    pub server_role: Option<String>,
+    /// Its replication offset (`master_repl_offset` or `slave_repl_offset`), if it answered.
+    pub replication_offset: Option<i64>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}

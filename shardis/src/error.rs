@@ -1,0 +1,339 @@
+//! The one error type of shardis and its kinds.
+//!
+//! Every error says which shard and endpoint it concerns (never a password), and answers the
+//! question a caller of a sharded cache asks most: may this request be retried elsewhere?
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong, in a form a program can branch on.
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration or topology is invalid (see [`Error::config`] for the culprit).
+    Config,
+    /// An argument given to the client cannot be sent: a key that is not exactly one
+    /// argument, an oversized key, a zero expiry, an empty multi-key call where one is needed.
+    InvalidInput,
+    /// The endpoint could not be reached, refused the connection, or the connection broke.
+    Connection,
+    /// The endpoint did not answer in time (connect, checkout or response timeout).
+    Timeout,
+    /// Redis answered with an error reply (`-ERR ...`, `-WRONGTYPE ...`).
+    Server,
+    /// Redis answered, but the reply could not be converted to the requested Rust type.
+    Type,
+    /// The shard cannot serve the request under the current routing policy.
+    ShardUnavailable,
+    /// An I/O error outside a Redis connection (reading a config file, spawning a process).
+    Io,
+}
+
+impl ErrorKind {
+    /// A short stable name for the kind, as used in logs and in the CLI's JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Server => "server",
+            ErrorKind::Type => "type",
+            ErrorKind::ShardUnavailable => "shard_unavailable",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a configuration or topology was rejected. Each variant names the culprit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The topology has no shard.
+    EmptyTopology,
+    /// Two shards share a name; names are the placement identity and must be unique.
+    DuplicateShardName(String),
+    /// A shard name is empty or has characters outside the allowed set.
+    InvalidShardName(String),
+    /// A shard has weight 0; weights are integers >= 1.
+    ZeroWeight {
+        /// The shard.
+        shard: String,
+    },
+    /// An endpoint URL could not be parsed; the reason says why (the URL is shown redacted).
+    InvalidUrl {
+        /// The shard the URL belongs to.
+        shard: String,
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The same endpoint (host, port and db) appears twice in the topology.
+    DuplicateEndpoint {
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// The shard of its first use.
+        first: String,
+        /// The shard of its second use.
+        second: String,
+    },
+    /// A setting has a value outside its range.
+    InvalidValue {
+        /// The setting, as named in the config file (e.g. `pool.connections_per_endpoint`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The config file is not valid TOML, or has unknown or mistyped keys.
+    Parse(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::EmptyTopology => f.write_str("the topology has no shard"),
+            ConfigError::DuplicateShardName(n) => write!(f, "duplicate shard name `{n}`"),
+            ConfigError::InvalidShardName(n) => write!(
+                f,
+                "invalid shard name `{n}`: use 1 to 128 characters, none of them whitespace or control characters"
+            ),
+            ConfigError::ZeroWeight { shard } => {
+                write!(f, "shard `{shard}` has weight 0; weights are integers >= 1")
+            }
+            ConfigError::InvalidUrl { shard, url, reason } => {
+                write!(f, "shard `{shard}`: invalid endpoint URL `{url}`: {reason}")
+            }
+            ConfigError::DuplicateEndpoint {
+                endpoint,
+                first,
+                second,
+            } => write!(
+                f,
+                "endpoint {endpoint} is used twice: by shard `{first}` and by shard `{second}`"
+            ),
+            ConfigError::InvalidValue { field, reason } => write!(f, "`{field}`: {reason}"),
+            ConfigError::Parse(msg) => write!(f, "invalid config: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The error type of every fallible shardis call.
+///
+/// ```
+/// use shardis::{Error, ErrorKind};
+/// fn should_alert(e: &Error) -> bool {
+///     matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ShardUnavailable)
+/// }
+/// # let _ = should_alert;
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    shard: Option<String>,
+    endpoint: Option<String>,
+    config: Option<ConfigError>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// Builds an error of `kind` with a message.
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                shard: None,
+                endpoint: None,
+                config: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The shard the error concerns, when it concerns one.
+    pub fn shard(&self) -> Option<&str> {
+        self.inner.shard.as_deref()
+    }
+
+    /// The endpoint the error concerns (`host:port/db`, never with a password).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.inner.endpoint.as_deref()
+    }
+
+    /// The configuration error, for errors of kind [`ErrorKind::Config`].
+    pub fn config(&self) -> Option<&ConfigError> {
+        self.inner.config.as_ref()
+    }
+
+    /// True for a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// True when the endpoint is unreachable, broke the connection or did not answer in time:
+    /// the failures after which the same request may be sent to a replica of the same shard
+    /// (reads) without risk of it having run twice on different data.
+    pub fn is_failover_candidate(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::Connection | ErrorKind::Timeout)
+    }
+
+    /// The Redis error code of a server error reply (e.g. `WRONGTYPE`), when there is one.
+    pub fn server_code(&self) -> Option<&str> {
+        let source = self.inner.source.as_deref()?;
+        source
+            .downcast_ref::<redis::RedisError>()
+            .and_then(|e| e.code())
+    }
+
+    pub(crate) fn with_shard(mut self, shard: &str) -> Self {
+        self.inner.shard = Some(shard.to_owned());
+        self
+    }
+
+    pub(crate) fn with_endpoint(mut self, endpoint: &str) -> Self {
+        self.inner.endpoint = Some(endpoint.to_owned());
+        self
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn from_redis(err: redis::RedisError) -> Self {
+        let kind = if err.is_timeout() {
+            ErrorKind::Timeout
+        } else if is_connection_failure(&err) {
+            ErrorKind::Connection
+        } else {
+            match err.kind() {
+                redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::Type,
+                redis::ErrorKind::AuthenticationFailed => ErrorKind::Connection,
+                redis::ErrorKind::InvalidClientConfig => ErrorKind::Config,
+                _ => ErrorKind::Server,
+            }
+        };
+        Error::new(kind, err.to_string()).with_source(err)
+    }
+
+    /// A reply that does not convert to the requested type.
+    pub(crate) fn conversion(err: redis::ParsingError) -> Self {
+        Error::new(ErrorKind::Type, err.to_string())
+    }
+
+    pub(crate) fn timeout(what: &str, after: Duration) -> Self {
+        Error::new(
+            ErrorKind::Timeout,
+            format!("{what} timed out after {} ms", after.as_millis()),
+        )
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(err: ConfigError) -> Self {
+        let mut e = Error::new(ErrorKind::Config, err.to_string());
+        e.inner.config = Some(err);
+        e
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.inner.shard, &self.inner.endpoint) {
+            (Some(s), Some(e)) => write!(f, "shard `{s}` ({e}): ")?,
+            (Some(s), None) => write!(f, "shard `{s}`: ")?,
+            (None, Some(e)) => write!(f, "{e}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.inner.kind)
+            .field("shard", &self.inner.shard)
+            .field("endpoint", &self.inner.endpoint)
+            .field("message", &self.inner.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.source {
+            Some(s) => Some(s.as_ref()),
+            None => self
+                .inner
+                .config
+                .as_ref()
+                .map(|c| c as &(dyn std::error::Error + 'static)),
+        }
+    }
+}
+
+/// True when the socket itself failed (refused, reset, closed), as opposed to a timeout or an
+/// error reply: the connection must be replaced.
+pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
+    !err.is_timeout()
+        && (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
+}
+
+/// `Result<T, shardis::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_shard_and_endpoint() {
+        let e = Error::new(ErrorKind::Connection, "refused")
+            .with_shard("cache-a")
+            .with_endpoint("127.0.0.1:7001/0");
+        assert_eq!(
+            e.to_string(),
+            "shard `cache-a` (127.0.0.1:7001/0): connection: refused"
+        );
+        assert!(e.is_failover_candidate());
+    }
+
+    #[test]
+    fn config_error_keeps_its_variant() {
+        let e: Error = ConfigError::DuplicateShardName("a".into()).into();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(
+            e.config(),
+            Some(&ConfigError::DuplicateShardName("a".into()))
+        );
+        assert!(!e.is_failover_candidate());
+    }
+}

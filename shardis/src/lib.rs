@@ -1,0 +1,83 @@
+//! # shardis
+//!
+//! Client-side sharding of a cache over a fleet of plain, independent Redis servers (no Redis
+//! Cluster): consistent hashing by stable shard names, per-endpoint pools of multiplexed
+//! connections, health checks and failover, a hot-swappable topology, one async API.
+//!
+//! ```no_run
+//! # async fn run() -> shardis::Result<()> {
+//! let client = shardis::Client::builder()
+//!     .shard("cache-a", "redis://127.0.0.1:7001")
+//!     .shard("cache-b", "redis://127.0.0.1:7002")
+//!     .build()
+//!     .await?;
+//! client.set("user:1", "alice").await?;
+//! let v: Option<String> = client.get("user:1").await?;
+//! # let _ = v; Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! A request flows one way: key → hash tag → placement → shard → endpoint → pool → Redis, and
+//! the modules import each other in that direction only:
+//! `error ← topology ← placement ← options ← {health, pool} ← node ← router ← control ← client`,
+//! with `config` translating a TOML file into a topology and options for `control` and `client`.
+//!
+//! - `error`: the one [`Error`] type and its [`ErrorKind`]s.
+//! - `topology`: shards (stable name, weight, primary, replicas), endpoint URLs, validation.
+//! - [`placement`]: the [`Placement`](placement::Placement) trait, hash tags, the
+//!   [`Locator`](placement::Locator), one file per algorithm; `rendezvous_table` is the default.
+//! - `options`: every setting but the shards, its default, and one [`Options::validate`].
+//! - `health`: the up / suspect / down state machine of one endpoint, and [`Event`]s.
+//! - `pool`: our bb8 connection manager over redis-rs multiplexed connections (timeouts, broken
+//!   connections dropped).
+//! - `node`: one endpoint's pool and its health state.
+//! - `router`: the immutable routing table snapshot in `arc-swap`, the read and write targets
+//!   of a shard, and the placement in force before the last change.
+//! - `control/`: everything that changes the routing table, one change at a time: table builds,
+//!   swaps, config reloads and the watcher, failover (eject, rejoin, promote), the probe
+//!   monitor, status, and the one `record()` of request and probe outcomes.
+//! - `client/`: the public [`Client`] and [`ClientBuilder`]: commands, the request path, the
+//!   per-shard fan-out plan of multi-key commands, argument encoding.
+//! - `config`: the TOML config file.
+//! - [`twemproxy`] (feature `twemproxy`): loading a twemproxy (nutcracker) pool as a shardis
+//!   config.
+//!
+//! # Features
+//!
+//! - `twemproxy` (default): [`twemproxy`] config import, for teams moving off twemproxy.
+//!
+//! Local Redis processes for tests live in the separate `shardis-testkit` crate, and the
+//! command line in `shardis-cli`.
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::panic)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod config;
+mod control;
+mod error;
+mod health;
+mod node;
+mod options;
+mod pool;
+mod router;
+mod topology;
+
+pub mod placement;
+#[cfg(feature = "twemproxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "twemproxy")))]
+pub mod twemproxy;
+
+pub use client::{Client, ClientBuilder, Ttl};
+pub use config::Config;
+pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
+pub use error::{ConfigError, Error, ErrorKind, Result};
+pub use health::{Event, Health, Role};
+pub use options::{HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions};
+pub use placement::HashTag;
+pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, DEFAULT_PORT, MAX_WEIGHT};
+
+/// Re-export of the `redis` crate, for [`Client::query`]'s commands and the value traits.
+pub use redis;

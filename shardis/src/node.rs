@@ -1,0 +1,273 @@
+//! A node: one endpoint's connection pool and what is known of its state.
+//!
+//! Nodes are keyed by endpoint, not by shard, and hold no placement: the routing table points
+//! shards at nodes, so a topology swap can hand an unchanged endpoint's node to the new table.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use std::time::Duration;
+
+use redis::{Cmd, Value};
+
+use crate::error::{is_connection_failure, Error, ErrorKind, Result};
+use crate::health::{Health, HealthState};
+use crate::options::{HealthOptions, PoolOptions};
+use crate::pool::{Conn, Manager};
+use crate::topology::Endpoint;
+
+/// One endpoint's pool.
+pub(crate) struct Node {
+    endpoint: Endpoint,
+    /// `host:port[/db]`, computed once for spans and errors.
+    label: Arc<str>,
+    pool: bb8::Pool<Manager>,
+    connect_timeout: Duration,
+    max_connections: u32,
+    last_error: Arc<Mutex<Option<String>>>,
+    health: HealthState,
+    /// Live connections for the request path, read without a lock; refreshed from the pool
+    /// when one breaks. bb8 still owns the connections' lifecycle.
+    ready: ArcSwapOption<Vec<Conn>>,
+    /// Round robin over `ready`.
+    turn: AtomicUsize,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Creates the node and starts its pool filling in the background; never blocks on I/O.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        options: &PoolOptions,
+        health: &HealthOptions,
+    ) -> Result<Node> {
+        let label: Arc<str> = Arc::from(endpoint.label());
+        if endpoint.is_tls() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "rediss:// (TLS) endpoints are parsed but not supported yet",
+            )
+            .with_endpoint(&label));
+        }
+        let client = redis::Client::open(endpoint.secret_url()).map_err(|e| {
+            // The redis-rs message may quote the URL; replace it with our own words.
+            Error::new(
+                ErrorKind::Config,
+                format!("redis-rs rejected the endpoint: {:?}", e.kind()),
+            )
+            .with_endpoint(&label)
+        })?;
+        let last_error = Arc::new(Mutex::new(None));
+        let manager = Manager::new(
+            client,
+            options.connect_timeout,
+            options.response_timeout,
+            last_error.clone(),
+        );
+        let pool = bb8::Pool::builder()
+            .max_size(options.connections_per_endpoint)
+            .min_idle(Some(options.connections_per_endpoint))
+            .connection_timeout(options.connect_timeout)
+            // Connections are multiplexed and checked out only for an instant; a dead one is
+            // found by its broken flag, so a PING per checkout would only add a round trip.
+            .test_on_check_out(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .build_unchecked(manager);
+        Ok(Node {
+            endpoint,
+            label,
+            pool,
+            connect_timeout: options.connect_timeout,
+            max_connections: options.connections_per_endpoint,
+            last_error,
+            health: HealthState::new(health),
+            ready: ArcSwapOption::empty(),
+            turn: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The current health, read lock-free.
+    #[inline]
+    pub(crate) fn health(&self) -> Health {
+        self.health.get()
+    }
+
+    /// The health state machine.
+    pub(crate) fn health_state(&self) -> &HealthState {
+        &self.health
+    }
+
+    /// A connection to use for one request. The pool slot is released before returning:
+    /// multiplexed connections are shared, not owned.
+    async fn connection(&self) -> Result<Conn> {
+        // Fast path: a live connection from the snapshot, no lock taken.
+        {
+            let ready = self.ready.load();
+            if let Some(list) = ready.as_ref() {
+                let n = list.len();
+                let short = n < self.max_connections as usize;
+                // One connection, and no more expected: no counter to bump.
+                let turn = if n > 1 || short {
+                    self.turn.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                let conn = &list[turn % n];
+                // While the snapshot lacks connections the pool may hold, now and then take the
+                // slow path to pick them up.
+                let fill = short && turn % 64 == 63;
+                if !conn.is_broken() && !fill {
+                    return Ok(conn.clone());
+                }
+            }
+        }
+        let conn = self.checkout().await?;
+        self.remember(&conn);
+        Ok(conn)
+    }
+
+    /// Adds `conn` to the snapshot of live connections, dropping broken ones.
+    fn remember(&self, conn: &Conn) {
+        let current = self.ready.load_full();
+        let mut list: Vec<Conn> = current
+            .as_ref()
+            .map(|l| l.iter().filter(|c| !c.is_broken()).cloned().collect())
+            .unwrap_or_default();
+        if !list.iter().any(|c| c.same(conn)) {
+            list.push(conn.clone());
+        }
+        list.truncate(self.max_connections.max(1) as usize);
+        self.ready.store(Some(Arc::new(list)));
+    }
+
+    /// A connection from the pool (bb8), replacing broken ones.
+    async fn checkout(&self) -> Result<Conn> {
+        // A broken connection is dropped when its guard is released; bounded so a flapping
+        // endpoint cannot keep a caller here.
+        for _ in 0..=self.max_connections {
+            if self.pool.state().connections == 0 {
+                return self.connect_now().await;
+            }
+            match self.pool.get().await {
+                Ok(guard) if guard.is_broken() => drop(guard),
+                Ok(guard) => return Ok(guard.clone()),
+                Err(bb8::RunError::User(e)) => return Err(self.error(Error::from_redis(e))),
+                Err(bb8::RunError::TimedOut) => return Err(self.checkout_timeout()),
+            }
+        }
+        self.connect_now().await
+    }
+
+    /// Connects directly when the pool holds no established connection, so that a refused or
+    /// unreachable endpoint fails at once with its real cause (bb8's checkout only reports a
+    /// timeout, after the whole connect timeout). The new connection is offered to the pool.
+    async fn connect_now(&self) -> Result<Conn> {
+        let conn = self
+            .pool
+            .dedicated_connection()
+            .await
+            .map_err(|e| self.error(Error::from_redis(e)))?;
+        // At capacity (the background filler won the race) the pool refuses it; this request
+        // still uses it, and it closes when the request ends.
+        let _ = self.pool.add(conn.clone());
+        Ok(conn)
+    }
+
+    fn checkout_timeout(&self) -> Error {
+        let last = self.last_error.lock().ok().and_then(|slot| slot.clone());
+        let e = match last {
+            Some(reason) => Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "cannot connect within {} ms: {reason}",
+                    self.connect_timeout.as_millis()
+                ),
+            ),
+            None => Error::timeout("waiting for a connection", self.connect_timeout),
+        };
+        self.error(e)
+    }
+
+    fn error(&self, e: Error) -> Error {
+        e.with_endpoint(&self.label)
+    }
+
+    /// Runs one command. The reply is returned unconverted: a reply of an unexpected type is
+    /// the caller's problem, not the connection's.
+    pub(crate) async fn query(&self, cmd: &Cmd) -> Result<Value> {
+        let mut conn = self.connection().await?;
+        cmd.query_async::<Value>(&mut conn.inner)
+            .await
+            .map_err(|e| self.fail(&conn, e))
+    }
+
+    fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {
+        // A timeout leaves the socket usable (the late reply is discarded); a dropped or failed
+        // socket is not.
+        if is_connection_failure(&e) {
+            conn.mark_broken();
+        }
+        self.error(Error::from_redis(e))
+    }
+
+    /// One health probe: `PING` within `timeout`.
+    pub(crate) async fn ping(&self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.query(&redis::cmd("PING"))).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(self.error(Error::timeout("health probe", timeout))),
+        }
+    }
+
+    /// `INFO replication`: the server's role (`master` or `slave`) and its replication offset.
+    pub(crate) async fn replication(&self, timeout: Duration) -> Result<(String, i64)> {
+        let reply =
+            tokio::time::timeout(timeout, self.query(redis::cmd("INFO").arg("replication")))
+                .await
+                .map_err(|_| self.error(Error::timeout("INFO replication", timeout)))??;
+        let text = match reply {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            Value::SimpleString(s) => s,
+            other => {
+                return Err(self.error(Error::new(
+                    ErrorKind::Type,
+                    format!("INFO answered {other:?}"),
+                )))
+            }
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(|v| v.trim().to_owned())
+        };
+        let role = field("role").unwrap_or_default();
+        let offset = if role == "master" {
+            field("master_repl_offset")
+        } else {
+            field("slave_repl_offset")
+        };
+        Ok((role, offset.and_then(|o| o.parse().ok()).unwrap_or(-1)))
+    }
+
+    /// Waits until at least one connection is established, or fails with why it cannot.
+    pub(crate) async fn ensure_connected(&self) -> Result<()> {
+        self.connection().await.map(|_| ())
+    }
+}

@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: isolated redis-servers and clients over them.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use shardis::{Client, ClientBuilder};
+use shardis_testkit::RedisServer;
+
+/// Starts `n` isolated redis-servers, failing the test with a clear message if
+/// `redis-server` is missing (tests never skip silently).
+pub fn servers(n: usize) -> Vec<RedisServer> {
+    (0..n)
+        .map(|_| RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}")))
+        .collect()
+}
+
+/// The shard name of the i-th server.
+pub fn shard_name(i: usize) -> String {
+    format!("shard-{i}")
+}
+
+/// A builder with one shard per server, named `shard-0`, `shard-1`, ...
+pub fn builder(servers: &[RedisServer]) -> ClientBuilder {
+    servers
+        .iter()
+        .enumerate()
+        .fold(Client::builder(), |b, (i, s)| {
+            b.shard(shard_name(i), s.url())
+        })
+}
+
+/// A connected client with one shard per server.
+pub async fn client(servers: &[RedisServer]) -> Client {
+    builder(servers).build().await.expect("client builds")
+}
+
+/// The first key `{prefix}{i}` that `client` places on `shard`.
+pub fn key_on(client: &Client, shard: &str, prefix: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| client.locate(k.as_str()) == shard)
+        .expect("a key on the shard")
+}
+
+/// A plain redis-rs connection straight to one server, bypassing shardis.
+pub async fn direct(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("direct connection")
+}
+
+/// `DBSIZE` of a server, asked directly.
+pub async fn dbsize(server: &RedisServer) -> usize {
+    let mut conn = direct(server).await;
+    redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE")
+}
+
+/// Polls `check` every 20 ms until it is true or `limit` passes; returns whether it became true.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A primary and its replicas (started with `--replicaof`), replication link up.
+pub struct Replicated {
+    pub primary: RedisServer,
+    pub replicas: Vec<RedisServer>,
+}
+
+/// Starts a primary with `n` replicas and waits until every replica's link is up.
+pub async fn replicated(n: usize) -> Replicated {
+    let primary = RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let port = primary.port().to_string();
+    let replicas: Vec<RedisServer> = (0..n)
+        .map(|_| {
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+                .unwrap_or_else(|e| panic!("cannot start replica: {e}"))
+        })
+        .collect();
+    for r in &replicas {
+        let up = eventually(Duration::from_secs(10), || async {
+            r.info_field("replication", "master_link_status")
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("up")
+        })
+        .await;
+        assert!(up, "replica {} never linked to its primary", r.url());
+    }
+    Replicated { primary, replicas }
+}
+
+/// Waits until every replica has replicated everything its primary holds.
+pub async fn wait_replicated(shard: &Replicated) {
+    for r in &shard.replicas {
+        r.wait_caught_up(&shard.primary, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Health options that make tests fast: probes every 50 ms.
+pub fn fast_health() -> shardis::HealthOptions {
+    let mut h = shardis::HealthOptions::default();
+    h.interval = Duration::from_millis(50);
+    h.probe_timeout = Duration::from_millis(50);
+    h
+}
+
+/// Waits for the first event matching `want`, up to `limit`.
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<shardis::Event>,
+    limit: Duration,
+    want: impl Fn(&shardis::Event) -> bool,
+) -> Option<shardis::Event> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) if want(&e) => return Some(e),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    }
+}
