@@ -35,6 +35,14 @@ impl Error {
         self.library.as_ref().and_then(|e| e.shard())
     }
 
+    /// True when the request failed after it was sent: it may have run (see
+    /// `shardis::Error::is_outcome_unknown`).
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.library
+            .as_ref()
+            .is_some_and(shardis::Error::is_outcome_unknown)
+    }
+
     /// The endpoint the error concerns, when it is a library error about one.
     pub fn endpoint(&self) -> Option<&str> {
         self.library.as_ref().and_then(|e| e.endpoint())

@@ -20,6 +20,7 @@ pub fn error(format: Format, e: &crate::error::Error) {
                 "kind": e.kind().as_str(),
                 "shard": e.shard(),
                 "endpoint": e.endpoint(),
+                "outcome_unknown": e.is_outcome_unknown(),
                 "message": e.to_string(),
             }
         }));

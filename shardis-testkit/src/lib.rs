@@ -20,15 +20,19 @@
 //!   `INFO` fields, replica catch-up.
 //! - `nutcracker`: [`Nutcracker`] — a twemproxy pool over given servers.
 //! - `process`: spawning, readiness, [`free_port`].
+//! - `proxy`: network faults on loopback: [`TcpProxy`] (freeze open connections) and
+//!   [`SilentListener`] (accepts, never answers).
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 
 mod nutcracker;
 mod process;
+mod proxy;
 mod redis_server;
 
 pub use nutcracker::{nutcracker_binary, Nutcracker, NUTCRACKER_ENV};
 pub use process::free_port;
+pub use proxy::{SilentListener, TcpProxy};
 pub use redis_server::{redis_server_binary, RedisServer, REDIS_SERVER_ENV};
 
 use std::fmt;

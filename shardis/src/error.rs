@@ -147,6 +147,8 @@ struct Inner {
     shard: Option<String>,
     endpoint: Option<String>,
     config: Option<ConfigError>,
+    /// The command was written to a connection (or may have been) before the failure.
+    sent: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -160,6 +162,7 @@ impl Error {
                 shard: None,
                 endpoint: None,
                 config: None,
+                sent: false,
                 source: None,
             }),
         }
@@ -197,12 +200,39 @@ impl Error {
         matches!(self.inner.kind, ErrorKind::Connection | ErrorKind::Timeout)
     }
 
+    /// True when a request failed after it was sent (a response timeout, or the connection
+    /// dropped while waiting for the reply): the server may or may not have run it. A write
+    /// that failed this way may still be applied, e.g. when a hung server resumes; retrying
+    /// it is safe only if it is idempotent. False when the request is known not to have run
+    /// (refused before sending, no connection, an error reply).
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.inner.sent && matches!(self.inner.kind, ErrorKind::Timeout | ErrorKind::Connection)
+    }
+
+    /// True for a server error reply that says "not now" rather than "no": `LOADING` (the
+    /// server is loading its data set), `BUSY` (a script is running), `MASTERDOWN` (a replica
+    /// lost its primary and serves no stale data), `TRYAGAIN`. A read that gets one is sent
+    /// to the shard's other endpoint when the read policy has one.
+    pub fn is_transient(&self) -> bool {
+        self.inner.kind == ErrorKind::Server
+            && matches!(
+                self.server_code(),
+                Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN")
+            )
+    }
+
     /// The Redis error code of a server error reply (e.g. `WRONGTYPE`), when there is one.
     pub fn server_code(&self) -> Option<&str> {
         let source = self.inner.source.as_deref()?;
         source
             .downcast_ref::<redis::RedisError>()
             .and_then(|e| e.code())
+    }
+
+    /// Marks the request as written to a connection before it failed.
+    pub(crate) fn sent(mut self) -> Self {
+        self.inner.sent = true;
+        self
     }
 
     pub(crate) fn with_shard(mut self, shard: &str) -> Self {

@@ -23,6 +23,10 @@ pub enum Health {
     Suspect,
     /// Failed `failure_threshold` times in a row; not used until it recovers.
     Down,
+    /// Answers, but not in the role the routing table gives it: a "replica" that does not
+    /// replicate the shard's primary, or a "primary" that is a replica. Not used until its
+    /// probes find the right role `recovery_probes` times in a row.
+    RoleMismatch,
 }
 
 impl Health {
@@ -32,14 +36,22 @@ impl Health {
             Health::Up => "up",
             Health::Suspect => "suspect",
             Health::Down => "down",
+            Health::RoleMismatch => "role_mismatch",
         }
+    }
+
+    /// True when requests may use the endpoint (`Up` or `Suspect`).
+    #[inline]
+    pub fn is_usable(self) -> bool {
+        matches!(self, Health::Up | Health::Suspect)
     }
 
     fn from_u8(v: u8) -> Health {
         match v {
             0 => Health::Up,
             1 => Health::Suspect,
-            _ => Health::Down,
+            2 => Health::Down,
+            _ => Health::RoleMismatch,
         }
     }
 }
@@ -110,6 +122,18 @@ pub enum Event {
         /// The new primary, `host:port[/db]`.
         endpoint: String,
     },
+    /// An endpoint answers in the wrong role (see [`Health::RoleMismatch`]); reported once,
+    /// when it is found, beside the `Health` transition.
+    RoleMismatch {
+        /// The shard.
+        shard: ShardName,
+        /// The endpoint, `host:port[/db]`.
+        endpoint: String,
+        /// The role the routing table gives it.
+        expected: Role,
+        /// What the server says it is (e.g. `master`, or `replica of 127.0.0.1:7003`).
+        found: String,
+    },
     /// A new topology or config was rejected; the old one stays in force.
     ConfigRejected {
         /// Why.
@@ -175,12 +199,32 @@ impl HealthState {
         }
     }
 
-    /// A successful probe. A down endpoint needs `recovery` of them in a row.
+    /// A probe found the endpoint in the wrong role: out at once, whatever the counts.
+    pub(crate) fn mismatch(&self) -> Option<Transition> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.successes = 0;
+        c.failures = 0;
+        self.set(Health::RoleMismatch)
+    }
+
+    /// The endpoint was just given the role it has (a promotion, a repointed replica): a
+    /// role mismatch found before the change no longer stands.
+    pub(crate) fn clear_mismatch(&self) -> Option<Transition> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if self.get() == Health::RoleMismatch {
+            c.successes = 0;
+            return self.set(Health::Up);
+        }
+        None
+    }
+
+    /// A successful probe in the right role. A down or mismatched endpoint needs `recovery`
+    /// of them in a row.
     pub(crate) fn probe_success(&self) -> Option<Transition> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.failures = 0;
         match self.get() {
-            Health::Down => {
+            Health::Down | Health::RoleMismatch => {
                 c.successes = c.successes.saturating_add(1);
                 if c.successes >= self.recovery {
                     c.successes = 0;

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::health::{Health, Role};
+use crate::health::Role;
 use crate::node::Node;
 use crate::options::{Options, ReadFrom};
 use crate::placement::Locator;
@@ -45,7 +45,7 @@ impl ShardRoute {
         let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &self.replicas[(start + i) % n])
-            .find(|r| r.health() != Health::Down)
+            .find(|r| r.health().is_usable())
     }
 
     /// Where a read goes first, and where it goes if that fails with a connection error or a
@@ -54,7 +54,7 @@ impl ShardRoute {
         &self,
         policy: ReadFrom,
     ) -> (Option<&Arc<Node>>, Option<&Arc<Node>>) {
-        let primary_up = self.primary.health() != Health::Down;
+        let primary_up = self.primary.health().is_usable();
         match policy {
             ReadFrom::Primary => (primary_up.then_some(&self.primary), None),
             ReadFrom::PrimaryThenReplica if primary_up => {
@@ -68,9 +68,9 @@ impl ShardRoute {
         }
     }
 
-    /// Where a write goes: the primary unless it is down.
+    /// Where a write goes: the primary unless it is down or in the wrong role.
     pub(crate) fn write_target(&self) -> Option<&Arc<Node>> {
-        (self.primary.health() != Health::Down).then_some(&self.primary)
+        self.primary.health().is_usable().then_some(&self.primary)
     }
 
     /// Every node of the shard with its role.

@@ -176,9 +176,9 @@ async fn a_down_endpoint_returns_only_after_its_recovery_probes() {
     })
     .await;
     // It came back on probes, not on a timer: the restarted server had answered at least
-    // `recovery_probes` PINGs when the client declared it up.
+    // `recovery_probes` probes (`ROLE`) when the client declared it up.
     let pings: u64 = server
-        .info_field("commandstats", "cmdstat_ping")
+        .info_field("commandstats", "cmdstat_role")
         .ok()
         .flatten()
         .and_then(|v| {

@@ -36,14 +36,20 @@ impl Client {
         cmd: &Cmd,
         access: Access,
     ) -> Result<T> {
+        // Every request passes an await point, even one that fails at once: tight retry loops
+        // over a dead fleet must not starve the runtime (and the health monitor on it).
+        tokio::task::coop::consume_budget().await;
         let table = self.shared.router.load();
-        let route = table.route(key).ok_or_else(no_shard)?;
+        let Some(route) = table.route(key) else {
+            return Err(fail_fast(no_shard()).await);
+        };
         let reply = self.exec(&table, route, name, cmd, access).await?;
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
     }
 
     /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
-    /// a connection error or timeout is sent once more, at once, to the fallback endpoint.
+    /// a connection error, a timeout or a transient server error (`LOADING`, `BUSY`,
+    /// `MASTERDOWN`, `TRYAGAIN`) is sent once more, at once, to the fallback endpoint.
     async fn exec(
         &self,
         table: &RoutingTable,
@@ -57,10 +63,12 @@ impl Client {
             Access::Read => route.read_targets(routing.read_from),
             Access::Write => (route.write_target(), None),
         };
-        let node = first
-            .ok_or_else(|| unavailable(route, access == Access::Write, routing.on_primary_down))?;
+        let Some(node) = first else {
+            let e = unavailable(route, access == Access::Write, routing.on_primary_down);
+            return Err(fail_fast(e).await);
+        };
         match self.attempt(route, node, name, cmd).await {
-            Err(e) if e.is_failover_candidate() => match fallback {
+            Err(e) if e.is_failover_candidate() || e.is_transient() => match fallback {
                 Some(other) => self.attempt(route, other, name, cmd).await,
                 None => Err(e),
             },
@@ -83,9 +91,14 @@ impl Client {
             endpoint = node.label()
         );
         let result = node.query(cmd).instrument(span).await;
+        // Health is judged by probes (on their own connection) and by connection failures. A
+        // request that timed out is not held against the endpoint: it may be slow by its own
+        // size. Its connection is retired, and the probes tell a hung server.
         match &result {
             Ok(_) => self.shared.record(route, node, Outcome::Answered),
-            Err(e) if e.is_failover_candidate() => self.shared.record(route, node, Outcome::Failed),
+            Err(e) if e.kind() == ErrorKind::Connection => {
+                self.shared.record(route, node, Outcome::Failed)
+            }
             Err(_) => {}
         }
         result.map_err(|e| e.with_shard(route.name.as_str()))
@@ -100,13 +113,17 @@ impl Client {
         keys: &FlatArgs,
         mut add: impl FnMut(&mut Cmd, usize),
     ) -> Result<(Plan, Vec<PartReply>)> {
+        tokio::task::coop::consume_budget().await;
         if keys.is_empty() {
             return Ok((Plan::new(&[]), Vec::new()));
         }
         let table = self.shared.router.load();
-        let owners = (0..keys.len())
-            .map(|i| table.shard_index(keys.get(i)).ok_or_else(no_shard))
-            .collect::<Result<Vec<usize>>>()?;
+        let Some(owners) = (0..keys.len())
+            .map(|i| table.shard_index(keys.get(i)))
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Err(fail_fast(no_shard()).await);
+        };
         let plan = Plan::new(&owners);
         let table = &table;
         let requests: Vec<_> = plan
@@ -153,6 +170,14 @@ impl Client {
     ) -> Result<FlatArgs> {
         flatten(keys, "a key", self.shared.max_key_bytes())
     }
+}
+
+/// Returns `e` after yielding to the runtime: a request that fails without any I/O (its shard
+/// is down) gives the other tasks — the health monitor among them — their turn, so that loops
+/// retrying such requests cannot keep a worker to themselves.
+async fn fail_fast(e: Error) -> Error {
+    tokio::task::yield_now().await;
+    e
 }
 
 /// The error of a request when every shard is ejected.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
+use super::monitor::role_mismatch;
 use super::{log_transition, role_of, Shared};
 use crate::health::{Event, Health, Role, Transition};
 use crate::node::Node;
@@ -33,7 +34,7 @@ impl Shared {
         let shard = route.name.clone();
         let this = self.clone();
         match (policy, role, t.to) {
-            (OnPrimaryDown::Eject, Role::Primary, Health::Down) => {
+            (OnPrimaryDown::Eject, Role::Primary, Health::Down | Health::RoleMismatch) => {
                 tokio::spawn(async move { this.eject(shard).await });
             }
             (OnPrimaryDown::Eject, Role::Primary, Health::Up) => {
@@ -42,7 +43,7 @@ impl Shared {
             (OnPrimaryDown::PromoteReplica, Role::Primary, Health::Down) => {
                 tokio::spawn(async move { this.promote(shard).await });
             }
-            (OnPrimaryDown::PromoteReplica, Role::Replica, Health::Up) => {
+            (OnPrimaryDown::PromoteReplica, Role::Replica, Health::Up | Health::RoleMismatch) => {
                 let node = node.clone();
                 tokio::spawn(async move { this.follow(shard, node).await });
             }
@@ -56,7 +57,7 @@ impl Shared {
         let Some(route) = table.shard(&shard) else {
             return;
         };
-        if route.primary.health() != Health::Down || control.ejected.contains(&shard) {
+        if route.primary.health().is_usable() || control.ejected.contains(&shard) {
             return;
         }
         let event = Event::Ejected {
@@ -77,7 +78,7 @@ impl Shared {
         let Some(route) = table.shard(&shard) else {
             return;
         };
-        if route.primary.health() == Health::Down || !control.ejected.contains(&shard) {
+        if !route.primary.health().is_usable() || !control.ejected.contains(&shard) {
             return;
         }
         if control.options.routing.flush_on_rejoin {
@@ -114,7 +115,7 @@ impl Shared {
             route
                 .replicas
                 .iter()
-                .filter(|r| r.health() != Health::Down)
+                .filter(|r| r.health().is_usable())
                 .map(|r| async move { (r, r.replication(timeout).await) }),
         )
         .await;
@@ -139,7 +140,7 @@ impl Shared {
             winner.endpoint().port(),
         );
         for r in route.replicas.iter().filter(|r| !Arc::ptr_eq(r, &winner)) {
-            if r.health() != Health::Down {
+            if r.health().is_usable() {
                 if let Err(e) = r.query(redis::cmd("REPLICAOF").arg(&host).arg(port)).await {
                     tracing::warn!(shard = %shard, endpoint = r.label(), "shardis: cannot repoint replica: {e}");
                 }
@@ -166,14 +167,24 @@ impl Shared {
             .await
         {
             Ok(()) => {
-                tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary")
+                tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary");
+                // The new primary and the repointed replicas now have the roles the new table
+                // gives them; a mismatch a probe saw during the change no longer stands.
+                let table = self.router.load();
+                if let Some(route) = table.shard(&shard) {
+                    for (node, _) in route.nodes() {
+                        if let Some(t) = node.health_state().clear_mismatch() {
+                            self.transition(route, node, t);
+                        }
+                    }
+                }
             }
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot install promotion: {e}"),
         }
     }
 
-    /// A replica came back: if it believes it is a primary (a restarted old primary), make it
-    /// follow the shard's current primary.
+    /// A replica came back, or answers in the wrong role: if it does not replicate the shard's
+    /// current primary (a restarted old primary believes it is one), make it follow it.
     async fn follow(self: Arc<Self>, shard: ShardName, node: Arc<Node>) {
         let _control = self.control.lock().await;
         let table = self.router.load();
@@ -183,9 +194,11 @@ impl Shared {
         if Arc::ptr_eq(&route.primary, &node) {
             return;
         }
-        let timeout = table.options().pool.response_timeout;
-        if let Ok((role, _)) = node.replication(timeout).await {
-            if role == "master" {
+        let Ok(found) = node.probe().await else {
+            return;
+        };
+        if role_mismatch(route, Role::Replica, &found).is_some() {
+            {
                 let p = route.primary.endpoint();
                 match node
                     .query(redis::cmd("REPLICAOF").arg(p.host()).arg(p.port()))

@@ -92,6 +92,11 @@ impl Shared {
             control: tokio::sync::Mutex::new(control),
             registry,
         });
+        if !lazy {
+            // Every endpoint proves its role before the first request.
+            let table = shared.router.load();
+            shared.probe_opened(&table, &opened).await;
+        }
         tokio::spawn(monitor::run(Arc::downgrade(&shared), interval));
         Ok(shared)
     }
@@ -123,6 +128,32 @@ impl Shared {
             Outcome::Failed => state.failure(),
         };
         if let Some(t) = transition {
+            self.transition(route, node, t);
+        }
+    }
+
+    /// Records that a probe found `node` in the wrong role (`found`, in words) for `expected`.
+    pub(crate) fn record_mismatch(
+        self: &Arc<Self>,
+        route: &ShardRoute,
+        node: &Arc<Node>,
+        expected: Role,
+        found: String,
+    ) {
+        if let Some(t) = node.health_state().mismatch() {
+            tracing::warn!(
+                shard = %route.name,
+                endpoint = node.label(),
+                expected = expected.as_str(),
+                found = found.as_str(),
+                "shardis: endpoint in the wrong role, taken out"
+            );
+            self.emit(Event::RoleMismatch {
+                shard: route.name.clone(),
+                endpoint: node.label().to_owned(),
+                expected,
+                found,
+            });
             self.transition(route, node, t);
         }
     }
@@ -160,6 +191,9 @@ fn log_transition(route: &ShardRoute, node: &Node, role: Role, to: Health) {
     match to {
         Health::Down => tracing::warn!(%shard, endpoint, role, "shardis: endpoint down"),
         Health::Suspect => tracing::info!(%shard, endpoint, role, "shardis: endpoint suspect"),
+        Health::RoleMismatch => {
+            tracing::warn!(%shard, endpoint, role, "shardis: endpoint role mismatch")
+        }
         _ => tracing::info!(%shard, endpoint, role, "shardis: endpoint up"),
     }
 }

@@ -1,13 +1,23 @@
-//! The health monitor: probes every endpoint of the current table each interval, until the
-//! client is dropped.
+//! The health monitor: probes every endpoint of the current table each interval, on each
+//! endpoint's own probe connection, until the client is dropped.
+//!
+//! A probe is `ROLE`: it proves the server answers, and that it is what the routing table says
+//! — a primary, or a replica of the shard's current primary. An endpoint in the wrong role is
+//! taken out ([`Health::RoleMismatch`]) so that no read goes to a replica of something else and
+//! no write meets `READONLY`.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::join_all;
 
 use super::{Outcome, Shared};
-use crate::health::Health;
+use crate::health::{Health, Role};
+use crate::node::{Node, ServerRole};
+use crate::router::{RoutingTable, ShardRoute};
+use crate::topology::Endpoint;
 
 /// Probes every endpoint each `interval`; stops when the client is gone.
 pub(super) async fn run(client: Weak<Shared>, interval: Duration) {
@@ -28,18 +38,12 @@ impl Shared {
     /// about `interval + probe_timeout` even with no traffic.
     async fn probe_round(self: &Arc<Self>, interval: Duration) {
         let table = self.router.load();
-        let timeout = table.options().health.probe_timeout;
         let limit = table.options().health.failure_threshold.max(1);
         let probes = table.shards().iter().flat_map(|route| {
-            route.nodes().map(move |(node, _)| async move {
+            route.nodes().map(move |(node, role)| async move {
                 for _ in 0..limit {
-                    let result = node.ping(timeout).await;
-                    let outcome = match &result {
-                        Ok(()) => Outcome::ProbeAnswered,
-                        Err(_) => Outcome::Failed,
-                    };
-                    self.record(route, node, outcome);
-                    if result.is_ok() || node.health() != Health::Suspect {
+                    let answered = self.probe(route, node, role).await;
+                    if answered || node.health() != Health::Suspect {
                         break;
                     }
                     tokio::time::sleep(interval / 10).await;
@@ -47,5 +51,100 @@ impl Shared {
             })
         });
         join_all(probes).await;
+    }
+
+    /// Probes, once and all at once, the endpoints of `table` that are in `opened`.
+    pub(super) async fn probe_opened(self: &Arc<Self>, table: &RoutingTable, opened: &[Arc<Node>]) {
+        let opened: HashSet<usize> = opened.iter().map(|n| Arc::as_ptr(n) as usize).collect();
+        let probes: Vec<_> = table
+            .shards()
+            .iter()
+            .flat_map(|route| {
+                route
+                    .nodes()
+                    .filter(|(node, _)| opened.contains(&(Arc::as_ptr(node) as usize)))
+                    .map(move |(node, role)| self.probe(route, node, role))
+            })
+            .collect();
+        join_all(probes).await;
+    }
+
+    /// Probes `node` (in `role` of `route`) once and records the outcome; true if it answered.
+    pub(super) async fn probe(
+        self: &Arc<Self>,
+        route: &ShardRoute,
+        node: &Arc<Node>,
+        role: Role,
+    ) -> bool {
+        match node.probe().await {
+            Ok(found) => {
+                match role_mismatch(route, role, &found) {
+                    None => self.record(route, node, Outcome::ProbeAnswered),
+                    Some(found) => self.record_mismatch(route, node, role, found),
+                }
+                true
+            }
+            Err(_) => {
+                self.record(route, node, Outcome::Failed);
+                false
+            }
+        }
+    }
+}
+
+/// `None` if `found` is what `role` in `route` should be, else what was found, in words.
+pub(super) fn role_mismatch(route: &ShardRoute, role: Role, found: &ServerRole) -> Option<String> {
+    let primary = route.primary.endpoint();
+    match (role, found) {
+        (Role::Primary, ServerRole::Primary) => None,
+        (Role::Replica, ServerRole::Replica { host, port })
+            if same_server(primary, host, *port) =>
+        {
+            None
+        }
+        (_, ServerRole::Primary) => Some("primary (replicating nothing)".into()),
+        (_, ServerRole::Replica { host, port }) => Some(format!("replica of {host}:{port}")),
+        (_, ServerRole::Other(name)) => Some(name.clone()),
+    }
+}
+
+/// True unless `host:port` (as a replica names its primary) is certainly another server than
+/// `primary`. Ports must match; hosts must match when both are IP addresses (all loopback
+/// names count as one) — a DNS name cannot be compared without resolving it, which a probe
+/// does not do, so it is given the benefit of the doubt.
+fn same_server(primary: &Endpoint, host: &str, port: u16) -> bool {
+    if primary.port() != port {
+        return false;
+    }
+    let ip = |h: &str| -> Option<IpAddr> {
+        if h.eq_ignore_ascii_case("localhost") {
+            return Some(IpAddr::from([127, 0, 0, 1]));
+        }
+        h.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    };
+    match (ip(primary.host()), ip(host)) {
+        (Some(a), Some(b)) => a == b || (a.is_loopback() && b.is_loopback()),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_server_compares_ports_and_ip_hosts() {
+        let p = Endpoint::parse("redis://127.0.0.1:7001").unwrap();
+        assert!(same_server(&p, "127.0.0.1", 7001));
+        assert!(same_server(&p, "localhost", 7001));
+        assert!(same_server(&p, "::1", 7001));
+        assert!(!same_server(&p, "127.0.0.1", 7002));
+        assert!(!same_server(&p, "10.0.0.9", 7001));
+        let named = Endpoint::parse("redis://cache-a.internal:7001").unwrap();
+        assert!(
+            same_server(&named, "10.1.2.3", 7001),
+            "names are not resolved"
+        );
+        assert!(!same_server(&named, "10.1.2.3", 7002));
     }
 }

@@ -9,7 +9,7 @@ use super::build::{build_off_thread, check_connected, Control};
 use super::Shared;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::health::{Event, Health};
+use crate::health::Event;
 use crate::node::Node;
 use crate::options::{OnPrimaryDown, Options};
 use crate::router::RoutingTable;
@@ -68,6 +68,8 @@ impl Shared {
             next.options.validate()?;
             let (table, opened) = self.build(&next).await?;
             check_connected(&table, &opened).await?;
+            // New endpoints prove their roles before the table serves a request.
+            self.probe_opened(&table, &opened).await;
             Ok::<_, Error>(table)
         }
         .await;
@@ -83,7 +85,7 @@ impl Shared {
             let down: Vec<ShardName> = table
                 .shards()
                 .iter()
-                .filter(|r| r.primary.health() == Health::Down)
+                .filter(|r| !r.primary.health().is_usable())
                 .map(|r| r.name.clone())
                 .collect();
             if !down.is_empty() {

@@ -17,6 +17,11 @@ use crate::options::{HealthOptions, PoolOptions};
 use crate::pool::{Conn, Manager};
 use crate::topology::Endpoint;
 
+mod probe;
+
+use probe::Prober;
+pub(crate) use probe::ServerRole;
+
 /// One endpoint's pool.
 pub(crate) struct Node {
     endpoint: Endpoint,
@@ -32,6 +37,9 @@ pub(crate) struct Node {
     ready: ArcSwapOption<Vec<Conn>>,
     /// Round robin over `ready`.
     turn: AtomicUsize,
+    /// Health probes and status queries, on a connection of their own: never queued behind
+    /// user traffic, and replaced after any failure.
+    prober: Prober,
 }
 
 impl std::fmt::Debug for Node {
@@ -66,6 +74,11 @@ impl Node {
             .with_endpoint(&label)
         })?;
         let last_error = Arc::new(Mutex::new(None));
+        let prober = Prober::new(
+            client.clone(),
+            options.connect_timeout,
+            health.probe_timeout,
+        );
         let manager = Manager::new(
             client,
             options.connect_timeout,
@@ -92,6 +105,7 @@ impl Node {
             health: HealthState::new(health),
             ready: ArcSwapOption::empty(),
             turn: AtomicUsize::new(0),
+            prober,
         })
     }
 
@@ -219,51 +233,45 @@ impl Node {
     }
 
     fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {
-        // A timeout leaves the socket usable (the late reply is discarded); a dropped or failed
-        // socket is not.
-        if is_connection_failure(&e) {
+        // A dropped or failed socket is dead. A timed-out one may be half-open, or stuck
+        // behind a reply that never comes: it is retired too (requests already on it finish),
+        // and the next request gets a fresh connection.
+        if is_connection_failure(&e) || e.is_timeout() {
             conn.mark_broken();
         }
-        self.error(Error::from_redis(e))
+        // The command was written, or may have been: whether it ran is unknown.
+        self.error(Error::from_redis(e).sent())
     }
 
-    /// One health probe: `PING` within `timeout`.
-    pub(crate) async fn ping(&self, timeout: Duration) -> Result<()> {
-        match tokio::time::timeout(timeout, self.query(&redis::cmd("PING"))).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(self.error(Error::timeout("health probe", timeout))),
+    /// One health probe (`ROLE`) on the probe connection, within the probe timeout.
+    pub(crate) async fn probe(&self) -> Result<ServerRole> {
+        let result = self.prober.role().await;
+        if let Err(e) = &result {
+            if e.is_failover_candidate() {
+                // The endpoint is unreachable or hung: the request connections are likely dead
+                // too, even if no request has found out yet (an ejected shard gets none).
+                self.retire_connections();
+            }
+        }
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Marks every request connection broken: the next request opens a fresh one.
+    fn retire_connections(&self) {
+        if let Some(list) = self.ready.load().as_ref() {
+            for conn in list.iter() {
+                conn.mark_broken();
+            }
         }
     }
 
-    /// `INFO replication`: the server's role (`master` or `slave`) and its replication offset.
+    /// `INFO replication` on the probe connection: the server's role (`master` or `slave`)
+    /// and its replication offset.
     pub(crate) async fn replication(&self, timeout: Duration) -> Result<(String, i64)> {
-        let reply =
-            tokio::time::timeout(timeout, self.query(redis::cmd("INFO").arg("replication")))
-                .await
-                .map_err(|_| self.error(Error::timeout("INFO replication", timeout)))??;
-        let text = match reply {
-            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-            Value::VerbatimString { text, .. } => text,
-            Value::SimpleString(s) => s,
-            other => {
-                return Err(self.error(Error::new(
-                    ErrorKind::Type,
-                    format!("INFO answered {other:?}"),
-                )))
-            }
-        };
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
-                .map(|v| v.trim().to_owned())
-        };
-        let role = field("role").unwrap_or_default();
-        let offset = if role == "master" {
-            field("master_repl_offset")
-        } else {
-            field("slave_repl_offset")
-        };
-        Ok((role, offset.and_then(|o| o.parse().ok()).unwrap_or(-1)))
+        self.prober
+            .replication(timeout)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Waits until at least one connection is established, or fails with why it cannot.
