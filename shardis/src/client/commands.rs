@@ -8,6 +8,7 @@ use redis::{Cmd, FromRedisValue, ToRedisArgs, ToSingleRedisArg, Value};
 use super::args::{flatten, millis, single_value};
 use super::exec::Access;
 use super::fanout::gather;
+use super::guard;
 use super::{Client, Ttl};
 use crate::error::{Error, Result};
 
@@ -109,26 +110,52 @@ impl Client {
     /// The command is sent as built; `key` only routes it, so it must be the key the command
     /// operates on (or share its hash tag). It is treated as a write: never sent to a replica,
     /// never retried.
+    ///
+    /// The connection is shared by every clone of the client, so some commands are refused
+    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before anything is
+    /// sent: those that change the connection's state (`SELECT`, `MULTI`, `AUTH`, ...), turn
+    /// it into a message stream (`SUBSCRIBE`, `MONITOR`, ...) or block it (`BLPOP`, `WAIT`,
+    /// `XREAD ... BLOCK`, ...), `CLIENT` subcommands other than the read-only ones, and
+    /// multi-key commands (`MGET`, `RENAME`, `EVAL` with keys, ...) with a key on another
+    /// shard than `key`. Give such keys one hash tag, or use
+    /// [`mget`](Self::mget)/[`mset`](Self::mset)/[`del_many`](Self::del_many).
     pub async fn query<K: ToSingleRedisArg, T: FromRedisValue>(
         &self,
         key: K,
         cmd: &Cmd,
     ) -> Result<T> {
         let key = self.key(&key)?;
+        self.check_query(&key, cmd)?;
         self.run("QUERY", &key, cmd, Access::Write).await
     }
 
     /// Runs a read-only single-key command (e.g. `HGETALL`, `SMEMBERS`) on the shard that owns
     /// `key`, following the read policy: it may go to a replica, and may be retried on another
     /// endpoint of the shard after a connection error or timeout. Never use it for a command
-    /// that writes.
+    /// that writes. It refuses what [`query`](Self::query) refuses.
     pub async fn query_read<K: ToSingleRedisArg, T: FromRedisValue>(
         &self,
         key: K,
         cmd: &Cmd,
     ) -> Result<T> {
         let key = self.key(&key)?;
+        self.check_query(&key, cmd)?;
         self.run("QUERY", &key, cmd, Access::Read).await
+    }
+
+    /// Refuses what `query` must not send (see [`guard`](super::guard)). The routing table is
+    /// loaded only for a multi-key command with a key other than `key`; the request path loads
+    /// it again. A topology change in between cannot split keys that share a hash tag (they
+    /// hash alike under every table); keys on one shard by chance may be split by it, as they
+    /// may between any two calls, so give multi-key commands' keys one hash tag.
+    fn check_query(&self, key: &[u8], cmd: &Cmd) -> Result<()> {
+        let table = std::cell::OnceCell::new();
+        let locate = |k: &[u8]| {
+            table
+                .get_or_init(|| self.shared.router.load())
+                .shard_index(k)
+        };
+        guard::check(cmd, key, &locate)
     }
 
     /// `MGET` over any number of keys, split per shard and sent concurrently; values come back

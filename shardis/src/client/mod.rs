@@ -28,6 +28,7 @@ mod builder;
 mod commands;
 mod exec;
 mod fanout;
+mod guard;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;
