@@ -10,6 +10,8 @@
 //! - `exec`: the request path (route, policy, attempt, health record, fan-out).
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
 //! - `args`: argument encoding and limits.
+//! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
+//!   commands).
 
 use std::sync::Arc;
 use std::time::Duration;
