@@ -40,12 +40,15 @@ fn every_rendering(err: &ConfigError) -> String {
     format!("{err}\n{err:?}\n{e}\n{e:?}")
 }
 
+/// Which error a bad config must give.
+type Expected = fn(&ConfigError) -> bool;
+
 /// Config texts, each wrong in its own way, with the password `pw` in a URL.
-fn bad_configs(pw: &str) -> Vec<(String, fn(&ConfigError) -> bool)> {
+fn bad_configs(pw: &str) -> Vec<(String, Expected)> {
     let enc = encoded(pw);
     let shard = "[[shards]]\nname = \"a\"\nprimary = \"redis://127.0.0.1:7001\"\n";
-    let parse: fn(&ConfigError) -> bool = |e| matches!(e, ConfigError::Parse(_));
-    let url: fn(&ConfigError) -> bool = |e| matches!(e, ConfigError::InvalidUrl { .. });
+    let parse: Expected = |e| matches!(e, ConfigError::Parse(_));
+    let url: Expected = |e| matches!(e, ConfigError::InvalidUrl { .. });
     vec![
         // Type errors: a string for a list, for a number, a list for a string, a table.
         (format!("{shard}replicas = \"redis://:{pw}@h:1\"\n"), parse),
