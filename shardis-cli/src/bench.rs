@@ -48,7 +48,7 @@ impl Target {
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// How long to measure, e.g. `10s`, `500ms`.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse::duration)]
     duration: Duration,
     /// Concurrent closed-loop tasks.
     #[arg(long, default_value_t = 64)]
@@ -57,7 +57,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.8)]
     read_ratio: f64,
     /// Value size in bytes.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::parse::size)]
     value_size: usize,
     /// Size of the key space, pre-populated before measuring.
     #[arg(long, default_value_t = 100_000)]

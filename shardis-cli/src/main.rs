@@ -21,6 +21,7 @@ mod commands;
 mod demo;
 mod error;
 mod output;
+mod parse;
 mod remap;
 
 /// Client-side sharding over plain Redis hosts.

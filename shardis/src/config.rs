@@ -36,13 +36,17 @@
 //! ```
 //!
 //! Unknown keys anywhere are an error, so a typo never silently falls back to a default.
+//!
+//! A rejected file's error ([`ConfigError::Parse`]) gives the line, column and key path and
+//! the parser's reason, never the source line: the TOML parser's own message quotes the line,
+//! and a line may hold a password.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{ConfigError, Error, ErrorKind};
+use crate::error::{ConfigError, Error, ErrorKind, QUOTE_LIMIT};
 use crate::options::{
     HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
 };
@@ -132,7 +136,7 @@ struct RawLimits {
 impl Config {
     /// Parses and validates a config from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         let options = Options {
             placement: placement_spec(&raw.placement)?,
             hash_tag: raw
@@ -203,6 +207,120 @@ fn read_error(path: &Path, e: std::io::Error) -> Error {
         format!("cannot read config file {}: {e}", path.display()),
     )
     .with_source(e)
+}
+
+/// A TOML error as a [`ConfigError::Parse`] that quotes nothing of `text`: `line L, column C
+/// (`key.path`): reason`, the reason passed through [`parser_message`].
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let mut out = String::new();
+    if let Some(span) = e.span() {
+        let (line, column) = line_column(text, span.start);
+        out.push_str(&format!("line {line}, column {column}"));
+    }
+    if let Some(keys) = toml_key_path(e).filter(|k| is_word(k)) {
+        out.push_str(&format!(" (`{keys}`)"));
+    }
+    if !out.is_empty() {
+        out.push_str(": ");
+    }
+    out.push_str(&parser_message(e.message()));
+    ConfigError::Parse(out)
+}
+
+/// The dotted key path a TOML error concerns, when the parser recorded one. `toml` shows it
+/// only in its `Display`, and only when it has no source to quote.
+fn toml_key_path(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let rest = shown.strip_prefix(e.message())?.trim();
+    let keys = rest.strip_prefix("in `")?.strip_suffix('`')?;
+    (!keys.is_empty()).then(|| keys.to_owned())
+}
+
+/// The 1-based line and column (in characters) of byte offset `at` of `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.bytes().filter(|b| *b == b'\n').count() + 1;
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// A parser's message (TOML's, YAML's, serde's) made safe to show: every quoted piece of it
+/// (`` `…` `` or `"…"`, where parsers put text from the input) is kept only when it is a word
+/// (see [`is_word`]) in closed backticks, or one or two punctuation characters (an expected token
+/// such as `` `=` ``); anything else, and every double-quoted string (a value from the
+/// file), becomes `(not shown)`. Control characters are escaped.
+///
+/// The unquoted rest of a parser's message is its own fixed wording.
+pub(crate) fn parser_message(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(512));
+    let mut rest = msg;
+    while let Some(i) = rest.find(['`', '"']) {
+        push_escaped(&mut out, &rest[..i]);
+        let delim = if rest[i..].starts_with('`') { '`' } else { '"' };
+        let after = &rest[i + 1..];
+        let (inner, next, closed) = match closing(after, delim) {
+            Some(j) => (&after[..j], &after[j + 1..], true),
+            None => (after, "", false),
+        };
+        let token = !inner.is_empty()
+            && inner.chars().count() <= 2
+            && inner.chars().all(|c| c.is_ascii_punctuation() && c != '@');
+        if closed && delim == '`' && (is_word(inner) || token) {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        } else {
+            out.push_str("(not shown)");
+        }
+        rest = next;
+    }
+    push_escaped(&mut out, rest);
+    out
+}
+
+/// The byte offset of the delimiter closing a piece opened by `delim` (a `"` preceded by a
+/// backslash escape does not close).
+fn closing(s: &str, delim: char) -> Option<usize> {
+    if delim == '`' {
+        return s.find('`');
+    }
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// True for text shown as it is in a message: 1 to [`QUOTE_LIMIT`] ASCII letters, digits,
+/// `_`, `-`, `.` or `+`, like a key, a variant or a number. A URL, a password with any other
+/// character, or a long string is never a word.
+pub(crate) fn is_word(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= QUOTE_LIMIT
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
 }
 
 fn placement_spec(raw: &RawPlacement) -> Result<PlacementSpec, ConfigError> {
@@ -429,6 +547,69 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parse_errors_name_the_place_and_never_quote_the_source() {
+        let pw = "Sup3r/Secr@t:pw";
+        for (text, want) in [
+            (
+                format!("{SHARD}replicas = \"redis://:{pw}@h:1\"\n"),
+                "line 4, column 12 (`shards.replicas`): invalid type: string (not shown), \
+                 expected a sequence",
+            ),
+            (
+                format!("{SHARD}weight = \"redis://:{pw}@h:1\"\n"),
+                "line 4, column 10 (`shards.weight`): invalid type: string (not shown), \
+                 expected u32",
+            ),
+            (
+                format!("{SHARD}\"redis://:{pw}@h:1\" = 1\n"),
+                "line 4, column 1 (`shards`): unknown field (not shown), expected one of \
+                 `name`, `primary`, `replicas`, `weight`",
+            ),
+            (
+                format!("[[shards]]\nname = \"a\"\nprimary = redis://:{pw}@h:1\n"),
+                "line 3, column 11: string values must be quoted, expected literal string",
+            ),
+            (
+                format!("[[shards]]\nname = \"a\"\nprimary = \"redis://:{pw}@h:1\n"),
+                "line 3, column 40: invalid basic string, expected `\"`",
+            ),
+            (
+                format!("[placement]\nalgorithm = \"{pw}\"\n{SHARD}"),
+                "line 2, column 13 (`placement.algorithm`): unknown variant (not shown), \
+                 expected one of `rendezvous_table`, `ring`, `ketama`, `jump`, `rendezvous`, \
+                 `maglev`",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text).unwrap_err();
+            assert_eq!(err, ConfigError::Parse(want.into()), "{text}");
+            let shown = format!("{err} {err:?} {}", Error::from(err.clone()));
+            assert!(!shown.contains(pw) && !shown.contains("Secr"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn parser_messages_keep_words_and_tokens_only() {
+        for (msg, want) in [
+            ("unknown field `vnode`", "unknown field `vnode`"),
+            (
+                "invalid value: integer `-3`, expected u32",
+                "invalid value: integer `-3`, expected u32",
+            ),
+            ("expected `=`, `]]`", "expected `=`, `]]`"),
+            ("string \"a\\\"b\" then `x`", "string (not shown) then `x`"),
+            ("unterminated `abc", "unterminated (not shown)"),
+            ("`a b` `a@b` `@`", "(not shown) (not shown) (not shown)"),
+            ("two\nlines", "two\\nlines"),
+        ] {
+            assert_eq!(parser_message(msg), want, "{msg}");
+        }
+        assert_eq!(
+            parser_message(&format!("`{}`", "x".repeat(81))),
+            "(not shown)"
+        );
     }
 
     #[test]

@@ -54,7 +54,13 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Why a configuration or topology was rejected. Each variant names the culprit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The fields keep the user's text in full, for programs; `Display` and `Debug` quote at
+/// most 80 characters of it (with control characters escaped) and say how long it was, so a
+/// 100 000-character shard name makes a one-line message. No variant ever holds a password:
+/// URLs are redacted before they are stored, and [`ConfigError::Parse`] never quotes the
+/// source text.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The topology has no shard.
@@ -72,12 +78,15 @@ pub enum ConfigError {
     InvalidUrl {
         /// The shard the URL belongs to.
         shard: String,
-        /// The URL with any password replaced by `***`.
+        /// The URL with everything before its last `@` (user and password) replaced by
+        /// `***`, keeping only a plain user name.
         url: String,
-        /// What is wrong with it.
+        /// What is wrong with it. It never quotes the URL.
         reason: String,
     },
-    /// The same endpoint (host, port and db) appears twice in the topology.
+    /// The same endpoint (host, port and db) appears twice in the topology. Hosts compare
+    /// case-insensitively, and `localhost`, `127.0.0.1` and `[::1]` are one host (no name is
+    /// resolved: other names of one machine are not detected).
     DuplicateEndpoint {
         /// The endpoint, redacted.
         endpoint: String,
@@ -93,35 +102,182 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The config file is not valid TOML, or has unknown or mistyped keys.
+    /// The config file is not valid TOML (or YAML, for a twemproxy import), or has unknown or
+    /// mistyped keys.
+    ///
+    /// The message gives the line and column, the key path when the parser knows it, and the
+    /// parser's reason. It never quotes the source text, which may hold a password: a value
+    /// is named by its type only (`invalid type: string (not shown), expected a sequence`),
+    /// and a quoted word (an unknown key, an unknown variant) is shown only when it looks like
+    /// an identifier (ASCII letters, digits, `_`, `-`, `.`, `+`) of at most 80 characters.
     Parse(String),
+}
+
+/// The most characters of a user's text (a shard name, a URL, a setting, a line of a file)
+/// that an error message quotes. Longer text is cut, and its length given.
+pub(crate) const QUOTE_LIMIT: usize = 80;
+
+/// The most characters of a reason or parser message an error shows: a backstop, since
+/// reasons quote user text only through [`quoted`].
+const REASON_LIMIT: usize = 480;
+
+/// User text for an error message: in backticks, at most [`QUOTE_LIMIT`] characters, control
+/// characters escaped, and when cut, its length: `` `aaaa…` (100000 characters) ``.
+pub(crate) fn quoted(text: &str) -> Excerpt<'_> {
+    Excerpt {
+        text,
+        limit: QUOTE_LIMIT,
+        ticks: true,
+    }
+}
+
+/// `text` cut to `limit` characters (control characters escaped), without backticks.
+pub(crate) fn bounded(text: &str, limit: usize) -> Excerpt<'_> {
+    Excerpt {
+        text,
+        limit,
+        ticks: false,
+    }
+}
+
+/// A bounded excerpt of user text; see [`quoted`] and [`bounded`].
+#[derive(Clone, Copy)]
+pub(crate) struct Excerpt<'a> {
+    text: &'a str,
+    limit: usize,
+    ticks: bool,
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        if self.ticks {
+            f.write_char('`')?;
+        }
+        let mut shown = 0;
+        for c in self.text.chars().take(self.limit) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+            shown += 1;
+        }
+        let cut = shown == self.limit && self.text.chars().nth(self.limit).is_some();
+        if cut {
+            f.write_char('…')?;
+        }
+        if self.ticks {
+            f.write_char('`')?;
+        }
+        if cut {
+            write!(f, " ({} characters)", self.text.chars().count())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head: String = self.text.chars().take(self.limit).collect();
+        if head.len() == self.text.len() {
+            fmt::Debug::fmt(self.text, f)
+        } else {
+            let head = format!("{head}…");
+            write!(f, "{head:?} ({} characters)", self.text.chars().count())
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::EmptyTopology => f.write_str("the topology has no shard"),
-            ConfigError::DuplicateShardName(n) => write!(f, "duplicate shard name `{n}`"),
+            ConfigError::DuplicateShardName(n) => write!(f, "duplicate shard name {}", quoted(n)),
             ConfigError::InvalidShardName(n) => write!(
                 f,
-                "invalid shard name `{n}`: use 1 to 128 characters, none of them whitespace or control characters"
+                "invalid shard name {}: use 1 to 128 characters, none of them whitespace or control characters",
+                quoted(n)
             ),
-            ConfigError::ZeroWeight { shard } => {
-                write!(f, "shard `{shard}` has weight 0; weights are integers >= 1")
-            }
-            ConfigError::InvalidUrl { shard, url, reason } => {
-                write!(f, "shard `{shard}`: invalid endpoint URL `{url}`: {reason}")
-            }
+            ConfigError::ZeroWeight { shard } => write!(
+                f,
+                "shard {} has weight 0; weights are integers >= 1",
+                quoted(shard)
+            ),
+            ConfigError::InvalidUrl { shard, url, reason } => write!(
+                f,
+                "shard {}: invalid endpoint URL {}: {}",
+                quoted(shard),
+                quoted(url),
+                bounded(reason, REASON_LIMIT)
+            ),
             ConfigError::DuplicateEndpoint {
                 endpoint,
                 first,
                 second,
             } => write!(
                 f,
-                "endpoint {endpoint} is used twice: by shard `{first}` and by shard `{second}`"
+                "endpoint {} is used twice: by shard {} and by shard {}",
+                bounded(endpoint, QUOTE_LIMIT),
+                quoted(first),
+                quoted(second)
             ),
-            ConfigError::InvalidValue { field, reason } => write!(f, "`{field}`: {reason}"),
-            ConfigError::Parse(msg) => write!(f, "invalid config: {msg}"),
+            ConfigError::InvalidValue { field, reason } => write!(
+                f,
+                "{}: {}",
+                quoted(field),
+                bounded(reason, REASON_LIMIT)
+            ),
+            ConfigError::Parse(msg) => {
+                write!(f, "invalid config: {}", bounded(msg, REASON_LIMIT))
+            }
+        }
+    }
+}
+
+/// Like a derived `Debug`, with every string bounded as `Display` bounds it.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn q(s: &str) -> Excerpt<'_> {
+            bounded(s, QUOTE_LIMIT)
+        }
+        fn r(s: &str) -> Excerpt<'_> {
+            bounded(s, REASON_LIMIT)
+        }
+        match self {
+            ConfigError::EmptyTopology => f.write_str("EmptyTopology"),
+            ConfigError::DuplicateShardName(n) => {
+                f.debug_tuple("DuplicateShardName").field(&q(n)).finish()
+            }
+            ConfigError::InvalidShardName(n) => {
+                f.debug_tuple("InvalidShardName").field(&q(n)).finish()
+            }
+            ConfigError::ZeroWeight { shard } => f
+                .debug_struct("ZeroWeight")
+                .field("shard", &q(shard))
+                .finish(),
+            ConfigError::InvalidUrl { shard, url, reason } => f
+                .debug_struct("InvalidUrl")
+                .field("shard", &q(shard))
+                .field("url", &q(url))
+                .field("reason", &r(reason))
+                .finish(),
+            ConfigError::DuplicateEndpoint {
+                endpoint,
+                first,
+                second,
+            } => f
+                .debug_struct("DuplicateEndpoint")
+                .field("endpoint", &q(endpoint))
+                .field("first", &q(first))
+                .field("second", &q(second))
+                .finish(),
+            ConfigError::InvalidValue { field, reason } => f
+                .debug_struct("InvalidValue")
+                .field("field", &q(field))
+                .field("reason", &r(reason))
+                .finish(),
+            ConfigError::Parse(msg) => f.debug_tuple("Parse").field(&r(msg)).finish(),
         }
     }
 }
@@ -354,6 +510,28 @@ mod tests {
             "shard `cache-a` (127.0.0.1:7001/0): connection: refused"
         );
         assert!(e.is_failover_candidate());
+    }
+
+    #[test]
+    fn quoting_is_bounded_and_says_the_length() {
+        let long = "n".repeat(100_000);
+        let e = ConfigError::DuplicateShardName(long.clone());
+        let shown = e.to_string();
+        assert!(shown.len() < 200, "{shown}");
+        assert!(shown.contains("(100000 characters)"), "{shown}");
+        let debug = format!("{e:?}");
+        assert!(debug.len() < 200, "{debug}");
+        assert!(debug.contains("(100000 characters)"), "{debug}");
+        // Short text is quoted whole; control characters are escaped onto one line.
+        assert_eq!(quoted("a\nb").to_string(), "`a\\nb`");
+        assert_eq!(
+            quoted(&"x".repeat(QUOTE_LIMIT)).to_string().len(),
+            QUOTE_LIMIT + 2
+        );
+        assert_eq!(
+            format!("{:?}", ConfigError::DuplicateShardName("a".into())),
+            "DuplicateShardName(\"a\")"
+        );
     }
 
     #[test]

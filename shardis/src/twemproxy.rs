@@ -39,10 +39,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_norway::Value;
 
-use crate::config::Config;
-use crate::error::{ConfigError, Error, ErrorKind};
+use crate::config::{is_word, parser_message, Config};
+use crate::error::{quoted, ConfigError, Error, ErrorKind};
 use crate::options::Options;
+use crate::placement::keyhash::ALL;
 use crate::placement::{HashTag, KeyHash, PlacementSpec};
 use crate::topology::{ShardSpec, Topology};
 
@@ -59,7 +61,7 @@ pub struct Import {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "pool")]
 struct RawPool {
     listen: Option<String>,
     hash: Option<String>,
@@ -92,25 +94,31 @@ pub fn import(path: impl AsRef<Path>, pool: Option<&str>) -> Result<Import, Erro
 }
 
 /// Loads pool `pool` (or the only pool) of a twemproxy YAML config.
+///
+/// Errors never quote the file's values (`redis_auth` is a password): a malformed document
+/// gives its line and column, a mistyped key its pool and key, and a bad `servers` line is
+/// quoted only up to 80 characters and only if it has no `@`.
 pub fn import_str(yaml: &str, pool: Option<&str>) -> Result<Import, ConfigError> {
-    let parse = |m: String| ConfigError::Parse(format!("twemproxy config: {m}"));
-    let mut pools: BTreeMap<String, RawPool> =
-        serde_norway::from_str(yaml).map_err(|e| parse(e.to_string()))?;
-    let names: Vec<String> = pools.keys().cloned().collect();
+    let mut pools = parse_pools(yaml)?;
     let name = match pool {
         Some(p) => p.to_owned(),
-        None if names.len() == 1 => names[0].clone(),
+        None if pools.len() == 1 => pools.keys().next().cloned().unwrap_or_default(),
+        None if pools.is_empty() => return Err(parse("it has no pool".into())),
         None => {
             return Err(parse(format!(
                 "it has {} pools ({}); choose one with --pool",
-                names.len(),
-                names.join(", ")
+                pools.len(),
+                list_names(pools.keys())
             )))
         }
     };
-    let raw = pools
-        .remove(&name)
-        .ok_or_else(|| parse(format!("no pool `{name}` (pools: {})", names.join(", "))))?;
+    let raw = pools.remove(&name).ok_or_else(|| {
+        parse(format!(
+            "no pool {} (pools: {})",
+            quoted(&name),
+            list_names(pools.keys())
+        ))
+    })?;
     let bad = |field: &str, reason: String| ConfigError::InvalidValue {
         field: format!("{name}.{field}"),
         reason,
@@ -122,7 +130,10 @@ pub fn import_str(yaml: &str, pool: Option<&str>) -> Result<Import, ConfigError>
         other => {
             return Err(bad(
                 "distribution",
-                format!("`{other}` is not supported: only ketama placement can be reproduced"),
+                format!(
+                    "{} is not supported: only ketama placement can be reproduced",
+                    shown_name(other)
+                ),
             ))
         }
     }
@@ -133,14 +144,24 @@ pub fn import_str(yaml: &str, pool: Option<&str>) -> Result<Import, ConfigError>
         ));
     }
     let hash: KeyHash = match &raw.hash {
-        Some(h) => h.parse().map_err(|reason| bad("hash", reason))?,
+        Some(h) => h.parse().map_err(|_: String| {
+            let names: Vec<&str> = ALL.iter().map(|(_, n)| *n).collect();
+            bad(
+                "hash",
+                format!(
+                    "unknown hash {}; expected one of {}",
+                    shown_name(h),
+                    names.join(", ")
+                ),
+            )
+        })?,
         None => KeyHash::Fnv1a64,
     };
     let hash_tag = match &raw.hash_tag {
-        Some(t) => Some(
-            HashTag::parse(t)
-                .map_err(|_| bad("hash_tag", format!("`{t}` is not two ASCII characters")))?,
-        ),
+        Some(t) => Some(HashTag::parse(t).map_err(|e| match e {
+            ConfigError::InvalidValue { reason, .. } => bad("hash_tag", reason),
+            other => other,
+        })?),
         None => None,
     };
     let db = raw.redis_db.unwrap_or(0);
@@ -199,7 +220,7 @@ pub fn import_str(yaml: &str, pool: Option<&str>) -> Result<Import, ConfigError>
     for line in &servers {
         specs.push(
             server(line, raw.redis_auth.as_deref(), db)
-                .map_err(|reason| bad("servers", format!("`{line}`: {reason}")))?,
+                .map_err(|reason| bad("servers", format!("{}: {reason}", server_line(line))))?,
         );
     }
     let topology = Topology::new(specs)?;
@@ -210,6 +231,159 @@ pub fn import_str(yaml: &str, pool: Option<&str>) -> Result<Import, ConfigError>
         config: Config::new(topology, options),
         notes,
     })
+}
+
+fn parse(message: String) -> ConfigError {
+    ConfigError::Parse(format!("twemproxy config: {message}"))
+}
+
+/// The pools of a twemproxy YAML document, each checked against the keys twemproxy knows.
+fn parse_pools(yaml: &str) -> Result<BTreeMap<String, RawPool>, ConfigError> {
+    serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, &e))
+}
+
+/// Every key of a [`RawPool`], as twemproxy names them.
+const POOL_KEYS: [&str; 16] = [
+    "listen",
+    "hash",
+    "hash_tag",
+    "distribution",
+    "timeout",
+    "backlog",
+    "client_connections",
+    "redis",
+    "redis_auth",
+    "redis_db",
+    "preconnect",
+    "auto_eject_hosts",
+    "server_connections",
+    "server_retry_timeout",
+    "server_failure_limit",
+    "servers",
+];
+
+/// The phrases serde and `serde_norway` open a message about a value with.
+const MESSAGE_STARTS: [&str; 9] = [
+    "invalid type",
+    "invalid value",
+    "invalid length",
+    "unknown field",
+    "unknown variant",
+    "missing field",
+    "duplicate field",
+    "duplicate entry",
+    "EOF while parsing",
+];
+
+/// A YAML error as a [`ConfigError::Parse`] that quotes nothing of the document.
+///
+/// `serde_norway` opens a message about a value with the path of mapping keys to it, unquoted
+/// (`pool.servers[2]: invalid type: …`): the path is rebuilt here from the pool names of the
+/// document and the keys of [`RawPool`], or dropped; the rest goes through
+/// [`parser_message`]. A key given twice in one mapping gets our own words, since that
+/// message quotes the key.
+fn yaml_error(yaml: &str, e: &serde_norway::Error) -> ConfigError {
+    let shown = e.to_string();
+    let place = e.location().map(|l| (l.line(), l.column()));
+    let suffix = place.map(|(line, column)| format!(" at line {line} column {column}"));
+    let (prefix, body) = match (place, suffix.as_deref().and_then(|s| shown.strip_suffix(s))) {
+        (Some((line, column)), Some(body)) => (format!("line {line}, column {column}: "), body),
+        // A syntax error carries its own places; with no place, there is none to give.
+        _ => (String::new(), shown.as_str()),
+    };
+    if body.contains("duplicate entry") {
+        return parse(format!("{prefix}a mapping has the same key twice"));
+    }
+    let (context, message) = split_path(body, &pool_names(yaml));
+    parse(format!("{prefix}{context}{}", parser_message(message)))
+}
+
+/// The top-level string keys of `yaml`, longest first; none if it is not a YAML mapping.
+fn pool_names(yaml: &str) -> Vec<String> {
+    let mut names: Vec<String> = match serde_norway::from_str::<Value>(yaml) {
+        Ok(Value::Mapping(map)) => map
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    names
+}
+
+/// Splits a `serde_norway` message into the place it names (`pool `p`, key `servers[2]`: `),
+/// rebuilt from known names only, and the message after the path.
+fn split_path<'m>(body: &'m str, pools: &[String]) -> (String, &'m str) {
+    for pool in pools {
+        let Some(after) = body.strip_prefix(pool.as_str()) else {
+            continue;
+        };
+        if let Some(message) = after.strip_prefix(": ") {
+            return (format!("pool {}: ", shown_name(pool)), message);
+        }
+        let Some(rest) = after.strip_prefix('.') else {
+            continue;
+        };
+        for key in POOL_KEYS {
+            let Some(rest) = rest.strip_prefix(key) else {
+                continue;
+            };
+            let digits = rest
+                .strip_prefix('[')
+                .map(|r| r.bytes().take_while(u8::is_ascii_digit).count());
+            let (index, rest) = match digits {
+                Some(n) if n > 0 && rest[n + 1..].starts_with(']') => rest.split_at(n + 2),
+                _ => ("", rest),
+            };
+            if let Some(message) = rest.strip_prefix(": ") {
+                let place = format!("pool {}, key `{key}{index}`: ", shown_name(pool));
+                return (place, message);
+            }
+        }
+    }
+    // An unknown path is dropped: the message starts at the first phrase serde opens with.
+    match MESSAGE_STARTS.iter().filter_map(|p| body.find(p)).min() {
+        Some(i) => (String::new(), &body[i..]),
+        // No path is followed by anything but `: `; a message without one has no path.
+        None if !body.contains(": ") => (String::new(), body),
+        None => (
+            String::new(),
+            "the document does not have twemproxy's shape",
+        ),
+    }
+}
+
+/// A pool name, key or value as a message shows it: in backticks if it is a word, else
+/// described by its length.
+fn shown_name(name: &str) -> String {
+    if is_word(name) {
+        format!("`{name}`")
+    } else {
+        format!("({} characters, not shown)", name.chars().count())
+    }
+}
+
+/// At most five names, each as [`shown_name`] shows it, then how many more.
+fn list_names<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let total = names.len();
+    let mut out: Vec<String> = names.take(5).map(|n| shown_name(n)).collect();
+    if total > out.len() {
+        out.push(format!("and {} more", total - out.len()));
+    }
+    out.join(", ")
+}
+
+/// A `servers` line for an error: quoted and bounded, unless it has an `@`, which no server
+/// line needs and a misplaced password would.
+fn server_line(line: &str) -> String {
+    if line.contains('@') {
+        format!(
+            "a line of {} characters (not shown: it has an `@`)",
+            line.chars().count()
+        )
+    } else {
+        quoted(line).to_string()
+    }
 }
 
 /// One `servers` line, `host:port:weight [name]`, parsed from the end as twemproxy does.
@@ -230,12 +404,12 @@ fn server(line: &str, auth: Option<&str>, db: i64) -> Result<ShardSpec, String> 
         .ok_or("expected host:port:weight")?;
     let weight: u32 = weight
         .parse()
-        .map_err(|_| format!("weight `{weight}` is not a positive integer"))?;
+        .map_err(|_| "the weight is not a positive integer".to_owned())?;
     let port_num: u16 = port
         .parse()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("port `{port}` is not a valid port"))?;
+        .ok_or_else(|| "the port is not a valid port".to_owned())?;
     if host.is_empty() {
         return Err("no host".into());
     }

@@ -80,6 +80,18 @@ fn build_table(
     previous: Option<&RoutingTable>,
 ) -> Result<(RoutingTable, Vec<Arc<Node>>)> {
     let options = &control.options;
+    // Placement first: a topology it rejects must not open a pool (or resolve a host).
+    let source = options.placement_source();
+    let locator = match control
+        .topology
+        .filter(|s| !control.ejected.contains(s.name()))
+    {
+        None => None,
+        Some(placed) => Some(Arc::new(match previous.and_then(|p| p.locator()) {
+            Some(prev) => prev.derive(&placed, &source, options.hash_tag)?,
+            None => Locator::from_source(&placed, &source, options.hash_tag)?,
+        })),
+    };
     let mut opened = Vec::new();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     registry.retain(|_, node| node.strong_count() > 0);
@@ -116,17 +128,6 @@ fn build_table(
         ));
     }
     drop(registry);
-    let source = options.placement_source();
-    let locator = match control
-        .topology
-        .filter(|s| !control.ejected.contains(s.name()))
-    {
-        None => None,
-        Some(placed) => Some(Arc::new(match previous.and_then(|p| p.locator()) {
-            Some(prev) => prev.derive(&placed, &source, options.hash_tag)?,
-            None => Locator::from_source(&placed, &source, options.hash_tag)?,
-        })),
-    };
     let table = RoutingTable::new(
         control.version,
         control.topology.clone(),

@@ -22,17 +22,26 @@ pub struct HashTag {
 }
 
 impl HashTag {
-    /// Parses a two-character tag such as `"{}"`.
+    /// Parses a two-character tag such as `"{}"`. The error says what is wrong without
+    /// quoting the text, which may be anything.
     pub fn parse(tag: &str) -> Result<HashTag, ConfigError> {
         match tag.as_bytes() {
             [open, close] if open.is_ascii() && close.is_ascii() => Ok(HashTag {
                 open: *open,
                 close: *close,
             }),
-            _ => Err(ConfigError::InvalidValue {
-                field: "placement.hash_tag".into(),
-                reason: format!("`{tag}` must be exactly two ASCII characters, like \"{{}}\""),
-            }),
+            _ => {
+                let n = tag.chars().count();
+                let got = if n == 2 {
+                    "this one has a non-ASCII character".to_owned()
+                } else {
+                    format!("this one has {n}")
+                };
+                Err(ConfigError::InvalidValue {
+                    field: "placement.hash_tag".into(),
+                    reason: format!("must be exactly two ASCII characters, like \"{{}}\"; {got}"),
+                })
+            }
         }
     }
 
@@ -73,5 +82,19 @@ mod tests {
         assert!(HashTag::parse("{").is_err());
         assert!(HashTag::parse("{}}").is_err());
         assert!(HashTag::parse("é").is_err());
+        assert!(HashTag::parse("éé").is_err());
+        assert!(HashTag::parse("").is_err());
+    }
+
+    #[test]
+    fn errors_never_quote_the_tag() {
+        for tag in ["Sup3r/Secr@t:pw", "éx", "abc"] {
+            let err = HashTag::parse(tag).unwrap_err().to_string();
+            assert!(
+                err.starts_with("`placement.hash_tag`: must be exactly two"),
+                "{err}"
+            );
+            assert!(!err.contains(tag), "{err}");
+        }
     }
 }

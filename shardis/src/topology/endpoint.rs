@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::error::quoted;
+
 /// The default Redis port, used when an endpoint URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
 
@@ -27,15 +29,36 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses an endpoint URL. The error is a human-readable reason.
+    /// Parses an endpoint URL. The error is a human-readable reason that never quotes the
+    /// input (it may hold a password); [`ConfigError::InvalidUrl`](crate::ConfigError) shows
+    /// the URL redacted beside it.
+    ///
+    /// A password with `/`, `@`, `:`, `#`, `?` or `%` must be percent-encoded
+    /// (`redis://:p%2Fw%40rd@host:6379`), as in any URL.
     pub fn parse(input: &str) -> Result<Endpoint, String> {
+        Endpoint::parse_url(input).map_err(|reason| {
+            // A raw `@` or `/` in a password cuts the URL in the wrong place; say so.
+            if input.contains('@') {
+                format!(
+                    "{reason} (a password with `/`, `@`, `:`, `#`, `?` or `%` must be \
+                     percent-encoded, e.g. `%2F` for `/`)"
+                )
+            } else {
+                reason
+            }
+        })
+    }
+
+    fn parse_url(input: &str) -> Result<Endpoint, String> {
+        // `url::ParseError`'s messages are fixed sentences: they never quote the input.
         let url = url::Url::parse(input.trim()).map_err(|e| e.to_string())?;
         let tls = match url.scheme() {
             "redis" => false,
             "rediss" => true,
             other => {
                 return Err(format!(
-                    "unsupported scheme `{other}`, expected `redis` or `rediss`"
+                    "unsupported scheme {}, expected `redis` or `rediss`",
+                    quoted(other)
                 ))
             }
         };
@@ -47,13 +70,12 @@ impl Endpoint {
         if port == 0 {
             return Err("port 0 is not a valid Redis port".to_owned());
         }
+        // The path is not quoted: with a raw `/` in a password, it holds the password's end.
         let db = match url.path().trim_matches('/') {
             "" => 0,
-            p => p
-                .parse::<i64>()
-                .ok()
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| format!("database `{p}` is not a non-negative integer"))?,
+            p => p.parse::<i64>().ok().filter(|d| *d >= 0).ok_or_else(|| {
+                "the database (the path after the port) is not a non-negative integer".to_owned()
+            })?,
         };
         if url.query().is_some() || url.fragment().is_some() {
             return Err("query strings and fragments are not supported".to_owned());
@@ -126,9 +148,17 @@ impl Endpoint {
         }
     }
 
-    /// The identity used to detect an endpoint listed twice: host (case-insensitive), port, db.
+    /// The identity used to detect an endpoint listed twice: host, port, db. Hosts compare
+    /// case-insensitively, and the loopback names `localhost`, `127.0.0.1` and `[::1]` are one
+    /// host. No name is resolved (validation stays fast and deterministic), so other names of
+    /// one machine are not caught.
     pub(crate) fn identity(&self) -> (String, u16, i64) {
-        (self.host.to_ascii_lowercase(), self.port, self.db)
+        let host = self.host.to_ascii_lowercase();
+        let host = match host.trim_end_matches('.') {
+            "localhost" | "127.0.0.1" | "[::1]" | "::1" => "loopback".to_owned(),
+            _ => host,
+        };
+        (host, self.port, self.db)
     }
 
     /// Connection settings for redis-rs (whose `Debug` redacts the password), for code that
@@ -191,28 +221,48 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-/// Replaces the password of a URL-looking string with `***`, for messages about URLs that did
-/// not parse. Anything between `://` and the last `@` of the authority is user info.
+/// Redacts the user info of a URL-looking string, for messages about URLs that did not parse
+/// (and `ShardSpec`'s `Debug`, whose URLs are not parsed yet).
+///
+/// The user info is everything between `://` and the *last* `@`, so a password with a raw
+/// `/`, `@`, `:`, `#` or `?` is hidden whole. It becomes `user:***` when the user name is
+/// plain (URL-safe characters only), else `***`. Without a valid `scheme://` prefix,
+/// everything before the last `@` becomes `***`. A string with no `@` is returned as it is.
+/// When the `@` is in a query or fragment instead, the host is redacted too: more, never less.
 pub(crate) fn redact_url(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) if is_scheme(&raw[..i]) => (Some(&raw[..i]), &raw[i + 3..]),
+        _ => (None, raw),
+    };
+    let Some(at) = rest.rfind('@') else {
         return raw.to_owned();
     };
-    let rest = &raw[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let shown = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{}://{}@{}", &raw[..scheme_end], shown, &rest[at + 1..])
-        }
-        None => raw.to_owned(),
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    let shown = match (scheme, userinfo.split_once(':')) {
+        (None, _) => "***".to_owned(),
+        (Some(_), Some((user, _))) if is_plain_user(user) => format!("{user}:***"),
+        (Some(_), None) if !userinfo.is_empty() && is_plain_user(userinfo) => userinfo.to_owned(),
+        (Some(_), _) => "***".to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{shown}@{host}"),
+        None => format!("{shown}@{host}"),
     }
+}
+
+/// A URL scheme: an ASCII letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// A user name made of URL-safe characters only (unreserved, sub-delimiters, `%`), short
+/// enough to show: anything else may be a mangled password.
+fn is_plain_user(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=".contains(c))
 }
 
 #[cfg(test)]
@@ -259,6 +309,60 @@ mod tests {
         assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
         assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(redact_url("redis://app@h"), "redis://app@h");
         assert_eq!(redact_url("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_with_url_delimiters() {
+        for (raw, want) in [
+            ("redis://:Sup3r/Secr@t:pw@h:1", "redis://:***@h:1"),
+            ("redis://u:Sup3r/Secr@t:pw@h:1/2", "redis://u:***@h:1/2"),
+            ("redis://:p@ss/w:rd#1?x@h:1", "redis://:***@h:1"),
+            ("redis://u:p%40ss%2F@h", "redis://u:***@h"),
+            // No colon, but a `/` or `@`: a mangled password, not a user name.
+            ("redis://Sup3r/Secr@t@h", "redis://***@h"),
+            // No scheme, or not a valid one: everything before the last `@` goes.
+            (":Sup3r/Secr@t:pw@h:1", "***@h:1"),
+            ("u:p@ss://x@h", "***@h"),
+            (" redis://:pw@h", "***@h"),
+            // An `@` in a query: the host goes too.
+            ("redis://h:1/0?x=a@b", "redis://h:***@b"),
+        ] {
+            assert_eq!(redact_url(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_input() {
+        for raw in [
+            "redis://:Sup3r/Secr@t:pw@h:1",
+            "redis://u:Sup3r/Secr@t:pw@h:1",
+            "redis://u:1/Sup3r@h",
+            "redis://:p@ss/w:rd#1?x@h:1",
+            "Sup3r/Secr@t:pw",
+        ] {
+            let reason = Endpoint::parse(raw).unwrap_err();
+            assert!(
+                !reason.contains("Sup3r") && !reason.contains("ss/w"),
+                "{raw}: {reason}"
+            );
+            assert!(reason.contains("percent-encoded"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn loopback_names_are_one_host() {
+        let id = |u: &str| Endpoint::parse(u).unwrap().identity();
+        let one = id("redis://127.0.0.1:6379");
+        for other in [
+            "redis://localhost:6379",
+            "redis://LOCALHOST.:6379",
+            "redis://[::1]:6379",
+        ] {
+            assert_eq!(id(other), one, "{other}");
+        }
+        assert_ne!(id("redis://127.0.0.2:6379"), one);
+        assert_ne!(id("redis://localhost:6380"), one);
     }
 }

@@ -176,6 +176,15 @@ impl Shard {
 /// A validated list of shards: non-empty, unique names, weights >= 1, parsable URLs, and no
 /// endpoint used twice.
 ///
+/// Two endpoints are the same when host, port and db are. Hosts compare case-insensitively,
+/// and `localhost`, `127.0.0.1` and `[::1]` count as one loopback host, so
+/// `redis://localhost:6379` beside `redis://127.0.0.1:6379` is a duplicate. Nothing is
+/// resolved: validation never touches DNS (it stays fast and gives the same answer
+/// everywhere), so two other names of one machine are not caught.
+///
+/// Validation takes time linear in the number of shards and endpoints, and stops at the
+/// first problem; it opens no connection.
+///
 /// ```
 /// use shardis::{ShardSpec, Topology};
 /// let t = Topology::new(vec![
@@ -195,7 +204,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Validates `specs` into a topology. The first problem found is returned.
+    /// Validates `specs` into a topology. The first problem found is returned, with any
+    /// password in a URL redacted and user text quoted at most 80 characters long.
     pub fn new(specs: Vec<ShardSpec>) -> Result<Topology, ConfigError> {
         Topology::extend(Vec::new(), specs)
     }
@@ -368,5 +378,41 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("hunter3"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn loopback_names_are_one_host_for_duplicates() {
+        for (a, b) in [
+            ("localhost", "127.0.0.1"),
+            ("[::1]", "localhost"),
+            ("127.0.0.1", "[::1]"),
+        ] {
+            let t = Topology::new(vec![
+                spec("a", &format!("redis://{a}:6379")),
+                spec("b", &format!("redis://{b}:6379")),
+            ]);
+            assert!(
+                matches!(&t, Err(ConfigError::DuplicateEndpoint { first, second, .. }) if first == "a" && second == "b"),
+                "{a} {b}: {t:?}"
+            );
+        }
+        assert!(Topology::new(vec![
+            spec("a", "redis://localhost:6379"),
+            spec("b", "redis://127.0.0.2:6379"),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_stay_hidden() {
+        for pw in ["Sup3r/Secr@t:pw", "p@ss/w:rd#1?x"] {
+            let s = spec("a", &format!("redis://u:{pw}@h:1")).replica(format!("redis://:{pw}@h:2"));
+            let shown = format!("{s:?}");
+            assert!(!shown.contains(pw), "{shown}");
+            let err = Topology::new(vec![s]).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(pw), "{shown}");
+            assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{shown}");
+        }
     }
 }

@@ -1,0 +1,140 @@
+//! The `shardis` binary never prints a password: not on stderr, not in `--format json`,
+//! whatever is wrong with the config file or the server's password.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Passwords holding the characters that used to defeat redaction.
+const PASSWORDS: [&str; 2] = ["Sup3r/Secr@t:pw", "p@ss/w:rd#1?x"];
+
+fn encoded(pw: &str) -> String {
+    pw.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Runs the binary; returns exit code, stdout and stderr.
+fn shardis(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn assert_hidden(shown: &str, context: &str) {
+    for pw in PASSWORDS {
+        for secret in [pw.to_owned(), encoded(pw)] {
+            assert!(
+                !shown.contains(&secret),
+                "{context}: `{secret}` shows in:\n{shown}"
+            );
+        }
+    }
+}
+
+/// Runs `args` with `--config FILE` in both formats: exit 2, a config error, no password.
+fn assert_rejected_quietly(file: &str, args: &[&str], kind: &str, context: &str) {
+    let mut table = vec!["--config", file];
+    table.extend_from_slice(args);
+    let (code, out, err) = shardis(&table);
+    assert_eq!(code, 2, "{context}: {err}");
+    assert!(err.starts_with("error: "), "{context}: {err}");
+    assert_hidden(&format!("{out}{err}"), context);
+
+    let mut json = vec!["--config", file, "--format", "json"];
+    json.extend_from_slice(args);
+    let (code, out, err) = shardis(&json);
+    assert_eq!(code, 2, "{context}: {err}");
+    assert_hidden(&format!("{out}{err}"), context);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON error document");
+    assert_eq!(v["error"]["kind"], kind, "{context}: {out}");
+}
+
+#[test]
+fn a_bad_config_never_prints_its_password() {
+    for pw in PASSWORDS {
+        let enc = encoded(pw);
+        let shard = "[[shards]]\nname = \"a\"\nprimary = \"redis://127.0.0.1:1\"\n";
+        for text in [
+            // A string instead of a list: the TOML error would quote the line.
+            format!("{shard}replicas = \"redis://:{pw}@127.0.0.1:2\"\n"),
+            format!("{shard}replicas = \"redis://:{enc}@127.0.0.1:2\"\n"),
+            // A syntax error on the password's line.
+            format!("[[shards]]\nname = \"a\"\nprimary = \"redis://:{pw}@127.0.0.1:2\n"),
+            // A raw password: the `/` or `#` cuts the URL, which must still be redacted.
+            format!("[[shards]]\nname = \"a\"\nprimary = \"redis://:{pw}@127.0.0.1:2\"\n"),
+            format!("[[shards]]\nname = \"a\"\nprimary = \"redis://u:{enc}@127.0.0.1:2/x\"\n"),
+        ] {
+            let file = write(&text);
+            let path = file.path().to_str().unwrap();
+            assert_rejected_quietly(path, &["status"], "config", &text);
+            assert_rejected_quietly(path, &["locate", "k"], "config", &text);
+        }
+    }
+}
+
+#[test]
+fn a_bad_twemproxy_file_never_prints_its_password() {
+    for pw in PASSWORDS {
+        for yaml in [
+            format!("p:\n  redis: true\n  redis_auth: {pw}\n  servers: {pw}\n"),
+            format!("p:\n  redis: true\n  redis_auth: \"{pw}\n  servers:\n   - h:1:1\n"),
+            format!("p:\n  redis: true\n  redis_auth: {pw}\n  servers:\n   - {pw}\n"),
+            format!("p:\n  redis: true\n  redis_auth: {pw}\n  servers:\n   - h:1:1\n   - h:1:1\n"),
+        ] {
+            let file = write(&yaml);
+            let path = file.path().to_str().unwrap();
+            for format in ["table", "json"] {
+                let (code, out, err) =
+                    shardis(&["--format", format, "locate", "--twemproxy", path, "k"]);
+                assert_eq!(code, 2, "{yaml}: {err}");
+                assert_hidden(&format!("{out}{err}"), &yaml);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_password_never_prints_either_password() {
+    let [right, wrong] = PASSWORDS;
+    let server = shardis_testkit::RedisServer::start_with(&["--requirepass", right])
+        .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let config = write(&format!(
+        "[pool]\nconnect_timeout_ms = 500\n[[shards]]\nname = \"a\"\nprimary = \"redis://:{}@127.0.0.1:{}\"\n",
+        encoded(wrong),
+        server.port()
+    ));
+    let path = config.path().to_str().unwrap();
+    assert_rejected_quietly(path, &["get", "k"], "connection", "wrong password");
+}
+
+#[test]
+fn bad_durations_and_sizes_are_refused_briefly() {
+    for (flag, value, says) in [
+        ("--duration", "10parsecs", "unknown time unit `parsecs`"),
+        ("--duration", "10", "a time unit is needed"),
+        ("--value-size", "32k", "expected a whole number"),
+    ] {
+        let (code, _, err) = shardis(&["bench", flag, value]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
