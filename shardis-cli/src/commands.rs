@@ -189,6 +189,8 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
                         "health": e.health.as_str(),
                         "server_role": e.server_role,
                         "replication_offset": e.replication_offset,
+                        "connections": e.connections,
+                        "target_connections": e.target_connections,
                         "error": e.error,
                     })).collect::<Vec<_>>(),
                 })
@@ -197,8 +199,8 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
         output::json(&json!({"version": client.topology_version(), "shards": shards}));
     } else {
         println!(
-            "{:<16} {:<24} {:<8} {:<8} {:<7} {:>12}  note",
-            "shard", "endpoint", "role", "health", "server", "offset"
+            "{:<16} {:<24} {:<8} {:<13} {:<7} {:>12} {:>6}  note",
+            "shard", "endpoint", "role", "health", "server", "offset", "conns"
         );
         for s in &shards {
             for (i, e) in s.endpoints.iter().enumerate() {
@@ -209,7 +211,7 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
                     (None, _) => String::new(),
                 };
                 println!(
-                    "{:<16} {:<24} {:<8} {:<8} {:<7} {:>12}  {}",
+                    "{:<16} {:<24} {:<8} {:<13} {:<7} {:>12} {:>6}  {}",
                     name,
                     e.endpoint,
                     e.role.as_str(),
@@ -217,6 +219,7 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
                     e.server_role.as_deref().unwrap_or("-"),
                     e.replication_offset
                         .map_or("-".to_owned(), |o| o.to_string()),
+                    format!("{}/{}", e.connections, e.target_connections),
                     note
                 );
             }

@@ -46,14 +46,59 @@ pub(crate) fn flatten<'a, T: ToRedisArgs + 'a>(
         ends: Vec::with_capacity(items.size_hint().0),
     };
     for item in items {
-        let start = flat.bytes.len();
-        let mut sink = ArgSink::new(&mut flat.bytes);
-        item.write_redis_args(&mut sink);
-        let args = sink.args;
-        check_one(what, args, flat.bytes.len() - start, limit)?;
+        check_size(what, item, limit)?;
+        item.write_redis_args(&mut ArgSink::new(&mut flat.bytes));
         flat.ends.push(flat.bytes.len());
     }
     Ok(flat)
+}
+
+/// Redis's largest bulk string by default (`proto-max-bulk-len`): 512 MiB. A longer value is
+/// refused before anything is copied or sent.
+pub(crate) const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Checks that `item` is exactly one argument of at most `limit` bytes, without copying it.
+pub(crate) fn check_size<T: ToRedisArgs>(what: &str, item: &T, limit: usize) -> Result<()> {
+    let mut count = CountSink::default();
+    item.write_redis_args(&mut count);
+    check_one(what, count.args, count.bytes, limit)
+}
+
+/// A `RedisWrite` that only counts arguments and their bytes.
+#[derive(Default)]
+struct CountSink {
+    args: usize,
+    bytes: usize,
+}
+
+impl std::io::Write for CountSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl RedisWrite for CountSink {
+    fn write_arg(&mut self, arg: &[u8]) {
+        self.args += 1;
+        self.bytes += arg.len();
+    }
+
+    fn write_arg_fmt(&mut self, arg: impl std::fmt::Display) {
+        use std::io::Write;
+        self.args += 1;
+        // Counting cannot fail.
+        let _ = write!(self, "{arg}");
+    }
+
+    fn writer_for_next_arg(&mut self) -> impl std::io::Write + '_ {
+        self.args += 1;
+        self
+    }
 }
 
 pub(crate) fn check_one(what: &str, args: usize, len: usize, limit: usize) -> Result<()> {
@@ -102,12 +147,10 @@ impl RedisWrite for ArgSink<'_> {
 }
 
 /// A value as the single argument it must be.
-pub(crate) fn single_value<V: ToRedisArgs>(value: &V) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let mut sink = ArgSink::new(&mut bytes);
-    value.write_redis_args(&mut sink);
-    check_one("a value", sink.args, 0, usize::MAX)?;
-    Ok(bytes)
+/// Checked without copying; the command then writes it once.
+pub(crate) fn single_value<V: ToRedisArgs>(value: &V) -> Result<&V> {
+    check_size("a value", value, MAX_VALUE_BYTES)?;
+    Ok(value)
 }
 
 /// An expiry in whole milliseconds, at least 1.
@@ -138,6 +181,9 @@ mod tests {
         );
         assert_eq!(keys.bytes_in(&[0, 1]), 4);
         let too_long = flatten([&"abcd"].into_iter(), "a key", 3).unwrap_err();
+        // Counted, not copied: a number's formatted length counts too.
+        assert!(check_size("a key", &12345i64, 4).is_err());
+        assert!(check_size("a key", &1234i64, 4).is_ok());
         assert_eq!(too_long.kind(), ErrorKind::InvalidInput);
         let two = flatten([&vec!["x", "y"]].into_iter(), "a key", 10).unwrap_err();
         assert!(two.to_string().contains("exactly one argument"), "{two}");

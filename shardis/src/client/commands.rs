@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, ToRedisArgs, ToSingleRedisArg, Value};
 
-use super::args::{flatten, millis, single_value};
+use super::args::{flatten, millis, single_value, MAX_VALUE_BYTES};
 use super::exec::Access;
 use super::fanout::gather;
 use super::guard;
@@ -180,7 +180,7 @@ impl Client {
     /// part is atomic; the whole is not: if one shard fails, others may have been written.
     pub async fn mset<K: ToSingleRedisArg, V: ToRedisArgs>(&self, items: &[(K, V)]) -> Result<()> {
         let keys = self.keys(items.iter().map(|(k, _)| k))?;
-        let values = flatten(items.iter().map(|(_, v)| v), "a value", usize::MAX)?;
+        let values = flatten(items.iter().map(|(_, v)| v), "a value", MAX_VALUE_BYTES)?;
         self.fan_out("MSET", Access::Write, &keys, |cmd, i| {
             cmd.arg(keys.get(i)).arg(values.get(i));
         })

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
 use tracing::Instrument;
 
-use super::args::{check_one, flatten, ArgSink, FlatArgs};
+use super::args::{check_size, flatten, ArgSink, FlatArgs};
 use super::fanout::Plan;
 use super::Client;
 use crate::control::{unavailable, Outcome};
@@ -155,11 +155,10 @@ impl Client {
 
     /// The key as the single argument it is, within the size limit.
     pub(crate) fn key<K: ToRedisArgs>(&self, key: &K) -> Result<Vec<u8>> {
-        let limit = self.shared.max_key_bytes();
+        // Checked before it is copied: an oversized key costs nothing.
+        check_size("a key", key, self.shared.max_key_bytes())?;
         let mut bytes = Vec::new();
-        let mut sink = ArgSink::new(&mut bytes);
-        key.write_redis_args(&mut sink);
-        check_one("a key", sink.args, bytes.len(), limit)?;
+        key.write_redis_args(&mut ArgSink::new(&mut bytes));
         Ok(bytes)
     }
 

@@ -43,7 +43,7 @@ impl Shared {
             (OnPrimaryDown::PromoteReplica, Role::Primary, Health::Down) => {
                 tokio::spawn(async move { this.promote(shard).await });
             }
-            (OnPrimaryDown::PromoteReplica, Role::Replica, Health::Up | Health::RoleMismatch) => {
+            (OnPrimaryDown::PromoteReplica, Role::Replica, Health::Up) => {
                 let node = node.clone();
                 tokio::spawn(async move { this.follow(shard, node).await });
             }
@@ -185,7 +185,7 @@ impl Shared {
 
     /// A replica came back, or answers in the wrong role: if it does not replicate the shard's
     /// current primary (a restarted old primary believes it is one), make it follow it.
-    async fn follow(self: Arc<Self>, shard: ShardName, node: Arc<Node>) {
+    pub(super) async fn follow(self: Arc<Self>, shard: ShardName, node: Arc<Node>) {
         let _control = self.control.lock().await;
         let table = self.router.load();
         let Some(route) = table.shard(&shard) else {

@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use super::{Outcome, Shared};
 use crate::health::{Health, Role};
 use crate::node::{Node, ServerRole};
+use crate::options::OnPrimaryDown;
 use crate::router::{RoutingTable, ShardRoute};
 use crate::topology::Endpoint;
 
@@ -80,7 +81,18 @@ impl Shared {
             Ok(found) => {
                 match role_mismatch(route, role, &found) {
                     None => self.record(route, node, Outcome::ProbeAnswered),
-                    Some(found) => self.record_mismatch(route, node, role, found),
+                    Some(found) => {
+                        self.record_mismatch(route, node, role, found);
+                        // Under promote_replica this client owns the roles: a replica found
+                        // following the wrong primary (a returning old primary) is repointed,
+                        // and again on every probe until it is right.
+                        let policy = self.router.load().options().routing.on_primary_down;
+                        if role == Role::Replica && policy == OnPrimaryDown::PromoteReplica {
+                            let (this, shard, node) =
+                                (self.clone(), route.name.clone(), node.clone());
+                            tokio::spawn(async move { this.follow(shard, node).await });
+                        }
+                    }
                 }
                 true
             }

@@ -18,28 +18,37 @@ impl Shared {
             .health
             .probe_timeout
             .max(options.pool.response_timeout);
-        let mut out = Vec::new();
-        for (route, shard) in table.shards().iter().zip(table.topology().shards()) {
-            let endpoints = join_all(route.nodes().map(|(node, role)| async move {
-                let info = node.replication(timeout).await;
-                EndpointStatus {
-                    endpoint: node.label().to_owned(),
-                    role,
-                    health: node.health(),
-                    server_role: info.as_ref().ok().map(|(r, _)| r.clone()),
-                    replication_offset: info.as_ref().ok().map(|(_, o)| *o),
-                    error: info.err().map(|e| e.to_string()),
+        // Every endpoint of every shard at once, each bounded by `timeout` (connect included):
+        // any fleet answers within about one timeout, however many endpoints do not answer.
+        let shards = join_all(table.shards().iter().zip(table.topology().shards()).map(
+            |(route, shard)| {
+                let endpoints = join_all(route.nodes().map(|(node, role)| async move {
+                    let info = node.replication(timeout).await;
+                    let (connections, target_connections) = node.connections();
+                    EndpointStatus {
+                        endpoint: node.label().to_owned(),
+                        role,
+                        health: node.health(),
+                        server_role: info.as_ref().ok().map(|(r, _)| r.clone()),
+                        replication_offset: info.as_ref().ok().map(|(_, o)| *o),
+                        connections,
+                        target_connections,
+                        error: info.err().map(|e| e.to_string()),
+                    }
+                }));
+                let ejected = &ejected;
+                async move {
+                    ShardStatus {
+                        name: route.name.clone(),
+                        weight: shard.weight(),
+                        placed: !ejected.contains(&route.name),
+                        endpoints: endpoints.await,
+                    }
                 }
-            }))
-            .await;
-            out.push(ShardStatus {
-                name: route.name.clone(),
-                weight: shard.weight(),
-                placed: !ejected.contains(&route.name),
-                endpoints,
-            });
-        }
-        out
+            },
+        ))
+        .await;
+        shards
     }
 }
 
@@ -71,6 +80,11 @@ pub struct EndpointStatus {
     pub server_role: Option<String>,
     /// Its replication offset (`master_repl_offset` or `slave_repl_offset`), if it answered.
     pub replication_offset: Option<i64>,
+    /// Request connections open to it now (a server at `maxclients` may have refused some;
+    /// the pool keeps trying in the background).
+    pub connections: u32,
+    /// Request connections the pool aims for (`pool.connections_per_endpoint`).
+    pub target_connections: u32,
     /// Why it did not answer.
     pub error: Option<String>,
 }

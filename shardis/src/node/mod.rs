@@ -3,7 +3,7 @@
 //! Nodes are keyed by endpoint, not by shard, and hold no placement: the routing table points
 //! shards at nodes, so a topology swap can hand an unchanged endpoint's node to the new table.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -40,6 +40,8 @@ pub(crate) struct Node {
     /// Health probes and status queries, on a connection of their own: never queued behind
     /// user traffic, and replaced after any failure.
     prober: Prober,
+    /// Shared with the manager's connections: raising it retires them all.
+    generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Node {
@@ -74,16 +76,21 @@ impl Node {
             .with_endpoint(&label)
         })?;
         let last_error = Arc::new(Mutex::new(None));
+        let generation = Arc::new(AtomicU64::new(0));
+        let address = (endpoint.host().to_owned(), endpoint.port());
         let prober = Prober::new(
             client.clone(),
+            address.clone(),
             options.connect_timeout,
             health.probe_timeout,
         );
         let manager = Manager::new(
             client,
+            address,
             options.connect_timeout,
             options.response_timeout,
             last_error.clone(),
+            generation.clone(),
         );
         let pool = bb8::Pool::builder()
             .max_size(options.connections_per_endpoint)
@@ -106,6 +113,7 @@ impl Node {
             ready: ArcSwapOption::empty(),
             turn: AtomicUsize::new(0),
             prober,
+            generation,
         })
     }
 
@@ -121,6 +129,11 @@ impl Node {
     #[inline]
     pub(crate) fn health(&self) -> Health {
         self.health.get()
+    }
+
+    /// Request connections open now, and the number aimed for.
+    pub(crate) fn connections(&self) -> (u32, u32) {
+        (self.pool.state().connections, self.max_connections)
     }
 
     /// The health state machine.
@@ -193,11 +206,21 @@ impl Node {
     /// unreachable endpoint fails at once with its real cause (bb8's checkout only reports a
     /// timeout, after the whole connect timeout). The new connection is offered to the pool.
     async fn connect_now(&self) -> Result<Conn> {
-        let conn = self
-            .pool
-            .dedicated_connection()
-            .await
-            .map_err(|e| self.error(Error::from_redis(e)))?;
+        let conn = match self.pool.dedicated_connection().await {
+            Ok(conn) => conn,
+            // Unreachable (refused, timed out): say so at once.
+            Err(e) if e.is_connection_refusal() || e.is_timeout() => {
+                return Err(self.error(Error::from_redis(e)))
+            }
+            // The server answered and turned this connection away (e.g. at `maxclients`): the
+            // pool's own fillers may have got in before it, so wait for one of theirs.
+            Err(e) => {
+                return match self.pool.get().await {
+                    Ok(guard) if !guard.is_broken() => Ok(guard.clone()),
+                    _ => Err(self.error(Error::from_redis(e))),
+                }
+            }
+        };
         // At capacity (the background filler won the race) the pool refuses it; this request
         // still uses it, and it closes when the request ends.
         let _ = self.pool.add(conn.clone());
@@ -256,13 +279,10 @@ impl Node {
         result.map_err(|e| self.error(e))
     }
 
-    /// Marks every request connection broken: the next request opens a fresh one.
+    /// Retires every request connection made so far, in the request path's snapshot and
+    /// idle in the pool alike: the next request opens a fresh one.
     fn retire_connections(&self) {
-        if let Some(list) = self.ready.load().as_ref() {
-            for conn in list.iter() {
-                conn.mark_broken();
-            }
-        }
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `INFO replication` on the probe connection: the server's role (`master` or `slave`)

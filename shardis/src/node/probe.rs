@@ -11,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, Value};
 
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
+use crate::pool::explain_connect_failure;
 
 /// What a server says it is (`ROLE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub(crate) enum ServerRole {
 /// The probe connection of one endpoint.
 pub(crate) struct Prober {
     client: redis::Client,
+    /// `host` and `port`, to explain a connect failure.
+    address: (String, u16),
+    connect_timeout: Duration,
     config: AsyncConnectionConfig,
     probe_timeout: Duration,
     /// One probe at a time per endpoint; `None` until connected, and after a failure.
@@ -40,6 +44,7 @@ pub(crate) struct Prober {
 impl Prober {
     pub(crate) fn new(
         client: redis::Client,
+        address: (String, u16),
         connect_timeout: Duration,
         probe_timeout: Duration,
     ) -> Prober {
@@ -49,6 +54,8 @@ impl Prober {
             .set_response_timeout(None);
         Prober {
             client,
+            address,
+            connect_timeout,
             config,
             probe_timeout,
             conn: tokio::sync::Mutex::new(None),
@@ -104,7 +111,10 @@ impl Prober {
                     .await
                 {
                     Ok(conn) => cmd.query_async::<Value>(slot.insert(conn)).await,
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        let (host, port) = (&self.address.0, self.address.1);
+                        Err(explain_connect_failure(e, host, port, self.connect_timeout).await)
+                    }
                 },
             };
             if let Err(e) = &result {

@@ -20,6 +20,9 @@ pub fn shard_name(i: usize) -> String {
 }
 
 /// A builder with one shard per server, named `shard-0`, `shard-1`, ...
+///
+/// Its probes are patient (1 s), so that a test of something else does not see an endpoint
+/// marked down because the machine was busy; tests of health set their own.
 pub fn builder(servers: &[RedisServer]) -> ClientBuilder {
     servers
         .iter()
@@ -27,6 +30,14 @@ pub fn builder(servers: &[RedisServer]) -> ClientBuilder {
         .fold(Client::builder(), |b, (i, s)| {
             b.shard(shard_name(i), s.url())
         })
+        .health(patient_health())
+}
+
+/// Health options for tests that are not about health: probes every 250 ms, 1 s to answer.
+pub fn patient_health() -> shardis::HealthOptions {
+    let mut h = shardis::HealthOptions::default();
+    h.probe_timeout = Duration::from_secs(1);
+    h
 }
 
 /// A connected client with one shard per server.
