@@ -59,6 +59,7 @@ fn check_config(text: &str) {
     }
 }
 
+#[cfg(feature = "twemproxy")]
 fn check_twemproxy(yaml: &str) {
     match shardis::twemproxy::import_str(yaml, None) {
         Ok(import) => assert_no_secret(&format!("{import:?}"), yaml),
@@ -81,6 +82,7 @@ fn valid_toml() -> String {
 }
 
 /// A valid twemproxy pool with a password.
+#[cfg(feature = "twemproxy")]
 fn valid_yaml(pw: &str) -> String {
     format!(
         "alpha:\n  listen: 127.0.0.1:22121\n  hash: fnv1a_64\n  hash_tag: \"{{}}\"\n  \
@@ -168,6 +170,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "twemproxy"), allow(dead_code))]
 enum Format {
     Toml,
     Yaml,
@@ -358,11 +361,13 @@ proptest! {
         }
     }
 
+    #[cfg(feature = "twemproxy")]
     #[test]
     fn twemproxy_import_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         check_twemproxy(&String::from_utf8_lossy(&bytes));
     }
 
+    #[cfg(feature = "twemproxy")]
     #[test]
     fn twemproxy_import_survives_mutations_of_a_valid_file(
         pw in 0usize..2,

@@ -2,6 +2,7 @@
 //! key: keys are written through nutcracker in front of real redis-servers, each backend is
 //! asked which keys it holds, and the twemproxy config, imported into shardis, must place every
 //! key on that backend.
+#![cfg(feature = "twemproxy")]
 
 mod common;
 
