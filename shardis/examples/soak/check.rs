@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use shardis::redis::{self, aio::MultiplexedConnection};
+use shardis::redis;
 use shardis::{Client, ShardName};
 
 use crate::load::{key, parse, KeyState};
@@ -27,8 +27,7 @@ pub struct Losses {
     /// back empty and its replica resynced from it. Expected (no persistence).
     pub lost_restart_empty: u64,
     /// Stale on the owner at the end, but held by the shard that acknowledged it before a hot
-    /// swap moved the key (a swap moves keys, not values), or written while the routing table
-    /// changed. Expected.
+    /// swap moved the key: a swap moves keys, not values. Expected.
     pub lost_moved_by_swap: u64,
     /// Overwritten by an older write of the same key whose outcome was unknown (it timed out
     /// on a stopped server) and that the server applied after the acknowledged one.
@@ -57,58 +56,80 @@ pub async fn check(
         }
     }
     let topology = client.topology();
-    let mut moved: HashMap<ShardName, Vec<(u64, KeyState)>> = HashMap::new();
+    // Stale on their owner, written (maybe) elsewhere: (key, state, version found on the owner).
+    let mut elsewhere: Vec<(u64, KeyState, ShardName, u64)> = Vec::new();
     for (owner, keys) in by_owner {
         let shard = topology
             .shard(owner.as_str())
             .ok_or_else(|| format!("shard {owner} is not in the topology"))?;
-        let client = redis::Client::open(shard.primary().connection_info()?)?;
-        let found = versions(&mut client.get_multiplexed_async_connection().await?, &keys).await?;
+        let url = shard.primary().connection_info()?;
+        let numbers: Vec<u64> = keys.iter().map(|(k, _)| *k).collect();
+        let found = versions(redis::Client::open(url)?, &numbers).await?;
         for ((k, state), found) in keys.into_iter().zip(found) {
-            match &state.owner {
-                _ if found >= state.acked => losses.intact += 1,
-                Some(o) if *o == owner => classify(&mut losses, o, k, &state, found, restarted),
-                Some(o) => moved.entry(o.clone()).or_default().push((k, state)),
-                None => losses.lost_moved_by_swap += 1,
+            if found >= state.acked {
+                losses.intact += 1;
+            } else if state.owner.as_ref() == Some(&owner) && state.owner_after.is_none() {
+                classify(&mut losses, &owner, k, &state, found, restarted);
+            } else {
+                elsewhere.push((k, state, owner.clone(), found));
             }
         }
     }
-    for (written_to, keys) in moved {
-        let url = primaries
-            .get(written_to.as_str())
-            .ok_or_else(|| format!("no primary known for {written_to}"))?;
-        let client = redis::Client::open(url.as_str())?;
-        let found = versions(&mut client.get_multiplexed_async_connection().await?, &keys).await?;
-        for ((k, state), found) in keys.into_iter().zip(found) {
-            if found >= state.acked {
-                losses.lost_moved_by_swap += 1;
-            } else {
-                classify(&mut losses, &written_to, k, &state, found, restarted);
+    // Read each such key on the shard(s) its write may have gone to, other than its owner.
+    let mut to_read: HashMap<ShardName, Vec<u64>> = HashMap::new();
+    for (k, state, owner, _) in &elsewhere {
+        for shard in [&state.owner, &state.owner_after].into_iter().flatten() {
+            if shard != owner {
+                to_read.entry(shard.clone()).or_default().push(*k);
             }
+        }
+    }
+    let mut found_on: HashMap<(u64, ShardName), u64> = HashMap::new();
+    for (shard, keys) in to_read {
+        let url = primaries
+            .get(shard.as_str())
+            .ok_or_else(|| format!("no primary known for {shard}"))?;
+        let found = versions(redis::Client::open(url.as_str())?, &keys).await?;
+        for (k, found) in keys.into_iter().zip(found) {
+            found_on.insert((k, shard.clone()), found);
+        }
+    }
+    for (k, state, owner, found_on_owner) in elsewhere {
+        let candidates = [&state.owner, &state.owner_after];
+        let found = |s: &ShardName| found_on.get(&(k, s.clone())).copied();
+        if candidates
+            .iter()
+            .flat_map(|c| c.as_ref())
+            .any(|c| found(c).is_some_and(|v| v >= state.acked))
+        {
+            losses.lost_moved_by_swap += 1;
+        } else {
+            // Not where it was written either: explained only as a loss on that shard.
+            let shard = state.owner.clone().unwrap_or(owner.clone());
+            let v = found(&shard).unwrap_or(found_on_owner);
+            classify(&mut losses, &shard, k, &state, v, restarted);
         }
     }
     Ok(losses)
 }
 
-/// The version each key holds on `conn`'s server; 0 when missing, or when the value is another
-/// key's (never written there by the soak).
-async fn versions(
-    conn: &mut MultiplexedConnection,
-    keys: &[(u64, KeyState)],
-) -> redis::RedisResult<Vec<u64>> {
+/// The version each key holds on `server`; 0 when missing, or when the value is another key's
+/// (never written there by the soak).
+async fn versions(server: redis::Client, keys: &[u64]) -> redis::RedisResult<Vec<u64>> {
+    let conn = &mut server.get_multiplexed_async_connection().await?;
     let mut out = Vec::with_capacity(keys.len());
     for batch in keys.chunks(BATCH) {
         let mut mget = redis::cmd("MGET");
-        for (k, _) in batch {
+        for k in batch {
             mget.arg(key(*k));
         }
         let found: Vec<Option<Vec<u8>>> = mget.query_async(conn).await?;
-        out.extend(batch.iter().zip(found).map(|((k, _), value)| {
-            match value.as_deref().and_then(parse) {
+        out.extend(batch.iter().zip(found).map(
+            |(k, value)| match value.as_deref().and_then(parse) {
                 Some((kk, version)) if kk == *k => version,
                 _ => 0,
-            }
-        }));
+            },
+        ));
     }
     Ok(out)
 }

@@ -137,8 +137,11 @@ pub struct KeyState {
     pub acked: u64,
     /// When that acknowledgement arrived.
     pub acked_at: Option<Instant>,
-    /// The shard that write went to; `None` when the routing table changed while it ran.
+    /// The shard that write went to: the key's owner when it was sent...
     pub owner: Option<ShardName>,
+    /// ...or this one, its owner when the acknowledgement came, if a swap moved the key while
+    /// the write ran (the write used one of the two tables).
+    pub owner_after: Option<ShardName>,
     /// Versions whose write failed with an unknown outcome: the server may have applied them.
     pub maybe: Vec<u64>,
     /// Acknowledged writes in all.
@@ -223,7 +226,6 @@ pub async fn task(
             let k = id + slot * tasks;
             let name = key(k);
             version += 1;
-            let table = client.topology_version();
             let owner = client.locate(name.as_str());
             let done = client.set(name.as_str(), value(k, version)).await;
             let s = &mut stats[clock.of_request(phase)];
@@ -235,8 +237,9 @@ pub async fn task(
                 Ok(()) => {
                     state.acked = version;
                     state.acked_at = Some(Instant::now());
-                    // The same version before and after: the write used that table too.
-                    state.owner = (client.topology_version() == table).then_some(owner);
+                    let after = client.locate(name.as_str());
+                    state.owner_after = (after != owner).then_some(after);
+                    state.owner = Some(owner);
                     state.acks += 1;
                 }
                 Err(e) => {
