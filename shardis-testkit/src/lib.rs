@@ -31,7 +31,7 @@ mod proxy;
 mod redis_server;
 
 pub use nutcracker::{nutcracker_binary, Nutcracker, NUTCRACKER_ENV};
-pub use process::free_port;
+pub use process::{free_port, raise_fd_limit};
 pub use proxy::{SilentListener, TcpProxy};
 pub use redis_server::{redis_server_binary, RedisServer, REDIS_SERVER_ENV};
 

@@ -81,3 +81,22 @@ pub(crate) fn wait_ready(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Raises this process's open-file limit to at least `wanted` (up to the hard limit), for
+/// tests that open thousands of connections. Returns the soft limit in force afterwards.
+pub fn raise_fd_limit(wanted: u64) -> Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let fail = |e: nix::Error| {
+        io_error(
+            "cannot read or raise the open-file limit",
+            std::io::Error::from_raw_os_error(e as i32),
+        )
+    };
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(fail)?;
+    if soft >= wanted {
+        return Ok(soft);
+    }
+    let target = wanted.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(fail)?;
+    Ok(target)
+}
