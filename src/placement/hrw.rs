@@ -84,10 +84,6 @@ impl Contenders {
         Contenders { classes }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.classes.is_empty()
-    }
-
     /// The winning shard index at point `x`, with its class's best score and weight.
     #[inline]
     pub(crate) fn winner(&self, x: u64) -> Winner {
