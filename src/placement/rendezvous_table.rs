@@ -28,8 +28,12 @@
 //! accept a cold start (misses until the cache refills) or move keys with a warm reshard: run the
 //! new table beside the old one and copy or re-read each key from its old owner on a miss.
 
+#[macro_use]
+mod simd;
 mod build;
 mod score;
+
+use std::collections::HashMap;
 
 use self::build::Plan;
 use self::score::{Layout, Scored};
@@ -117,18 +121,19 @@ impl RendezvousTable {
     /// core from the requests running beside a topology swap).
     pub fn update(&self, nodes: &[PlacementNode<'_>]) -> Result<RendezvousTable, ConfigError> {
         let members = members(nodes, self.bits)?;
-        let same = |a: &Member, b: &Member| a.name == b.name && a.weight == b.weight;
-        // Old index -> new index, for shards kept with the same weight.
-        let kept: Vec<Option<u16>> = self
-            .members
-            .iter()
-            .map(|old| members.iter().position(|m| same(m, old)).map(|i| i as u16))
+        let old: HashMap<(&str, u32), usize> = (self.members.iter().enumerate())
+            .map(|(i, m)| ((m.name.as_str(), m.weight), i))
             .collect();
-        let added: Vec<usize> = (0..members.len())
-            .filter(|i| !self.members.iter().any(|old| same(old, &members[*i])))
-            .collect();
-        let owners =
-            plan(&members, self.bits, false).update(|arc| kept[self.owners.get(arc)], &added);
+        // Old index -> new index, for shards kept with the same weight; the others are added.
+        let mut kept: Vec<Option<u16>> = vec![None; self.members.len()];
+        let mut added = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            match old.get(&(m.name.as_str(), m.weight)) {
+                Some(o) if kept[*o].is_none() => kept[*o] = Some(i as u16),
+                _ => added.push(i),
+            }
+        }
+        let owners = plan(&members, self.bits, false).update(|a| self.owners.get(a), &kept, &added);
         Ok(RendezvousTable {
             bits: self.bits,
             owners: Owners::from_wide(owners, members.len()),

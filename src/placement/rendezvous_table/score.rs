@@ -23,16 +23,17 @@
 //! order (`unit` is strictly increasing: consecutive values differ by at least `e / arcs`
 //! relatively, ~10^5 times more than its error), so ranks are compared directly.
 //!
-//! A shard's claim on an arc packs that key above the shard's index into a `u64`: the smaller
-//! claim wins. Equal keys (two shards with the same rank) are broken by `hrw::score(seed, arc)`,
-//! higher first, then by the lower seed: nothing depends on the order shards are listed.
+//! Equal keys (two shards with the same rank on an arc: one arc in `arcs / shards` or so) go to
+//! the shard with the lower seed, so nothing depends on the order shards are listed. The scorer
+//! numbers shards in seed order, and a claim packs its key above that number into a `u64`: the
+//! smaller claim wins.
 
 use super::super::hrw;
 
 /// Widest local permutation: a bucket holds at most `2^15` arcs.
 pub(super) const MAX_LOCAL_BITS: u32 = 15;
 /// Feistel rounds.
-const ROUNDS: usize = 4;
+pub(super) const ROUNDS: usize = 4;
 /// Seed domains of the key material, so no two uses of a seed share a SplitMix stream.
 const OFFSET_DOMAIN: u64 = 0x6f66_6673_6574_5f6b; // "offset_k"
 const BUCKET_DOMAIN: u64 = 0x6275_636b_6574_5f6b; // "bucket_k"
@@ -105,27 +106,42 @@ pub(super) fn unpermute(keys: &Keys, bits: u32, mut y: u16) -> u16 {
     y
 }
 
-/// `permute` over a run of inputs (kept apart from the caller's loop so it vectorises).
-#[inline(never)]
-pub(super) fn permute_all(keys: &Keys, bits: u32, xs: &[u16], out: &mut [u16]) {
-    for (o, x) in out.iter_mut().zip(xs) {
-        *o = permute(keys, bits, *x);
+vectorised! {
+    /// `permute` over a run of inputs (kept apart from the caller's loop so it vectorises).
+    pub(super) fn permute_all(keys: &Keys, bits: u32, xs: &[u16], out: &mut [u16]) {
+        for (o, x) in out.iter_mut().zip(xs) {
+            *o = permute(keys, bits, *x);
+        }
     }
 }
 
-/// `permute` of `0, 1, …, out.len() - 1`: a shard's local ranks of a bucket's first arcs.
-#[inline(never)]
-pub(super) fn permute_run(keys: &Keys, bits: u32, out: &mut [u16]) {
-    for (x, o) in out.iter_mut().enumerate() {
-        *o = permute(keys, bits, x as u16);
+vectorised! {
+    /// `permute` of `0, 1, …, out.len() - 1`: a shard's local ranks of a bucket's first arcs.
+    pub(super) fn permute_run(keys: &Keys, bits: u32, out: &mut [u16]) {
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = permute(keys, bits, x as u16);
+        }
     }
 }
 
-/// The arcs a shard ranks `0, 1, …, out.len() - 1` in a bucket.
-#[inline(never)]
-pub(super) fn unpermute_run(keys: &Keys, bits: u32, out: &mut [u16]) {
-    for (m, o) in out.iter_mut().enumerate() {
-        *o = unpermute(keys, bits, m as u16);
+vectorised! {
+    /// The arcs a shard ranks `0, 1, …, out.len() - 1` in a bucket.
+    pub(super) fn unpermute_run(keys: &Keys, bits: u32, out: &mut [u16]) {
+        for (m, o) in out.iter_mut().enumerate() {
+            *o = unpermute(keys, bits, m as u16);
+        }
+    }
+}
+
+vectorised! {
+    /// The arcs that shards rank `m`, one shard per lane: `keys[j][p]` is round key `j` of the
+    /// `p`-th shard.
+    pub(super) fn unpermute_each(keys: &[Vec<u16>; 2 * ROUNDS], bits: u32, m: u16, out: &mut [u16]) {
+        let n = out.len();
+        let keys: [&[u16]; 2 * ROUNDS] = std::array::from_fn(|j| &keys[j][..n]);
+        for (p, o) in out.iter_mut().enumerate() {
+            *o = unpermute(&std::array::from_fn(|j| keys[j][p]), bits, m);
+        }
     }
 }
 
@@ -163,12 +179,6 @@ impl Layout {
 
     pub(super) fn bucket_len(&self) -> usize {
         1 << self.local_bits
-    }
-
-    /// The arc number of local arc `l` of bucket `b`.
-    #[inline(always)]
-    pub(super) fn arc(&self, b: usize, l: usize) -> u64 {
-        ((b << self.local_bits) | l) as u64
     }
 
     /// `-ln(1 - (rank + 1/2) / arcs)`, strictly increasing in `rank`.
@@ -220,8 +230,8 @@ pub(super) struct Local {
 }
 
 impl Local {
-    /// The shard's rank of local arc `l`.
-    #[inline(always)]
+    /// The shard's rank of local arc `l` (the definition; builds compute ranks in bulk).
+    #[cfg(test)]
     pub(super) fn rank(&self, layout: &Layout, l: u16) -> u32 {
         (u32::from(permute(&self.keys, layout.local_bits, l)) << layout.offset_bits) | self.offset
     }
@@ -240,7 +250,8 @@ pub(super) enum Keying {
     },
 }
 
-/// The scoring state of a set of shards in a table layout.
+/// The scoring state of a set of shards in a table layout. The shards are in seed order, and a
+/// shard's index is its place in that order: equal keys go to the lower index.
 #[derive(Debug, Clone)]
 pub(super) struct Scorer {
     pub(super) layout: Layout,
@@ -249,8 +260,10 @@ pub(super) struct Scorer {
 }
 
 impl Scorer {
-    /// A scorer; `cached_units` ranks get their `unit` precomputed when weights differ.
+    /// A scorer of `shards`, in seed order; `cached_units` ranks get their `unit` precomputed
+    /// when weights differ.
     pub(super) fn new(layout: Layout, shards: Vec<Scored>, cached_units: u32) -> Scorer {
+        debug_assert!(shards.windows(2).all(|w| w[0].seed <= w[1].seed));
         let equal = shards.windows(2).all(|w| w[0].weight == w[1].weight);
         let keying = if equal {
             Keying::Ranks
@@ -281,74 +294,23 @@ impl Scorer {
         }
     }
 
-    /// Whether shard `i` beats shard `j` on `arc` when their keys are equal: the higher
-    /// `hrw::score`, then the lower seed, so the order shards are listed never matters.
-    #[inline(never)]
-    pub(super) fn tiebreak(&self, arc: u64, i: usize, j: usize) -> bool {
-        let (si, sj) = (&self.shards[i], &self.shards[j]);
-        let (ti, tj) = (hrw::score(si.seed, arc), hrw::score(sj.seed, arc));
-        if ti != tj {
-            return ti > tj;
-        }
-        if si.seed != sj.seed {
-            return si.seed < sj.seed;
-        }
-        i < j // the same name twice: the first listed
-    }
-
-    /// The better of two packed claims on `arc`.
+    /// Whether `a` is a better claim than `b` on the same arc (`b` may be [`Claim::NONE`]).
     #[inline]
-    pub(super) fn better(&self, arc: u64, x: u64, y: u64) -> u64 {
-        if x >> 16 != y >> 16 || x == y {
-            return x.min(y);
-        }
-        if self.tiebreak(arc, index_of(x), index_of(y)) {
-            x
-        } else {
-            y
-        }
-    }
-
-    /// Whether `a` is a better claim on `arc` than `b` (`b` may be [`Claim::NONE`]).
-    #[inline]
-    pub(super) fn beats(&self, arc: u64, a: Claim, b: Claim) -> bool {
+    pub(super) fn beats(&self, a: Claim, b: Claim) -> bool {
         if b.index == Claim::NONE.index {
             return true;
         }
         let (i, j) = (a.index as usize, b.index as usize);
         if self.shards[i].weight == self.shards[j].weight {
             // Equal weights: keys order like ranks, and are equal exactly when ranks are.
-            if a.rank != b.rank {
-                return a.rank < b.rank;
-            }
+            (a.rank, i) < (b.rank, j)
         } else {
-            let (ka, kb) = (self.key(a.rank, i), self.key(b.rank, j));
-            if ka != kb {
-                return ka < kb;
-            }
+            (self.key(a.rank, i), i) < (self.key(b.rank, j), j)
         }
-        i != j && self.tiebreak(arc, i, j)
-    }
-
-    /// The winning claim on local arc `l` of bucket `b` among all shards, scoring each one
-    /// (`locals` is every shard's view of the bucket).
-    pub(super) fn exact(&self, b: usize, l: u16, locals: &[Local]) -> Claim {
-        let arc = self.layout.arc(b, usize::from(l));
-        let mut best = Claim::NONE;
-        for (i, local) in locals.iter().enumerate() {
-            let c = Claim {
-                rank: local.rank(&self.layout, l),
-                index: i as u32,
-            };
-            if self.beats(arc, c, best) {
-                best = c;
-            }
-        }
-        best
     }
 }
 
-/// A shard's claim on an arc: its rank there and its index.
+/// A shard's claim on an arc: its rank there and its index (in seed order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Claim {
     pub(super) rank: u32,

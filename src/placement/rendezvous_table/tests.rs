@@ -110,7 +110,7 @@ fn rejects_bad_parameters() {
 }
 
 /// The owner of every arc straight from the definition in `score`: every shard scored on every
-/// arc, the lowest key winning, equal keys going to the higher `hrw::score`, then the lower seed.
+/// arc, the lowest key winning, equal keys going to the lower seed.
 fn by_definition(nodes: &[PlacementNode<'_>], bits: u32) -> Vec<usize> {
     let layout = Layout::new(bits);
     let shards: Vec<Scored> = nodes
@@ -122,7 +122,6 @@ fn by_definition(nodes: &[PlacementNode<'_>], bits: u32) -> Vec<usize> {
     for b in 0..layout.buckets() {
         let locals: Vec<score::Local> = shards.iter().map(|s| s.local(&layout, b)).collect();
         for l in 0..layout.bucket_len() {
-            let arc = layout.arc(b, l);
             let contest = |i: usize| {
                 let rank = locals[i].rank(&layout, l as u16);
                 let key = if equal {
@@ -130,8 +129,7 @@ fn by_definition(nodes: &[PlacementNode<'_>], bits: u32) -> Vec<usize> {
                 } else {
                     score::weighted(layout.unit(rank), shards[i].weight)
                 };
-                let seed = shards[i].seed;
-                (key, u64::MAX - hrw::score(seed, arc), seed)
+                (key, shards[i].seed)
             };
             owners.push((0..shards.len()).min_by_key(|i| contest(*i)).unwrap());
         }
