@@ -76,7 +76,7 @@ fn low(bits: u32) -> u16 {
 #[inline(always)]
 fn halves(bits: u32, j: usize) -> (u32, u32) {
     let (v, u) = (bits - bits / 2, bits / 2);
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         (v, u)
     } else {
         (u, v)
