@@ -52,7 +52,7 @@ fn coverage(shards: usize) -> f64 {
 const FREE: u16 = u16::MAX;
 
 /// Below this many shards, scoring every shard on every arc is cheaper than proposing.
-const MIN_PROPOSING: usize = 12;
+const MIN_PROPOSING: usize = 20;
 
 impl Plan {
     /// The plan for `shards` (in member order) in `layout`; `propose` enables the proposals.

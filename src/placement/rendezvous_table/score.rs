@@ -23,8 +23,9 @@
 //! order (`unit` is strictly increasing: consecutive values differ by at least `e / arcs`
 //! relatively, ~10^5 times more than its error), so ranks are compared directly.
 //!
-//! Equal keys (two shards with the same rank on an arc: one arc in `arcs / shards` or so) go to
-//! the shard with the lower seed, so nothing depends on the order shards are listed. The scorer
+//! Equal keys (two shards with the same rank on an arc, which happens on about `shards / arcs`
+//! of the arcs) go to the shard with the lower seed, so nothing depends on the order shards are
+//! listed. The scorer
 //! numbers shards in seed order, and a claim packs its key above that number into a `u64`: the
 //! smaller claim wins.
 
