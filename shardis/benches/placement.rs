@@ -1,7 +1,8 @@
 //! Placement lookup (hash of a 16-byte key included) for every algorithm at 10, 100 and 1000
-//! shards, against the `hashring` crate as an outside baseline; and table build and update times.
+//! shards, against the `hashring` crate as an outside baseline; and table build and update times
+//! (every algorithm at 10 and 100 shards, the default `rendezvous_table` up to 10 000).
 //!
-//! `cargo bench --bench placement`
+//! `cargo bench --bench placement` (`-- build` for the builds and updates only)
 
 use std::hint::black_box;
 
@@ -76,19 +77,27 @@ fn build(c: &mut Criterion) {
             });
         }
     }
-    // The hot-swap path of the default: derive the table after one shard is added or removed.
-    let ns = names(101);
-    let all = nodes(&ns);
+    // The default at fleet sizes where its build used to cost `arcs × shards`, and its hot-swap
+    // path: derive the table after one shard is added or removed.
     let bits = shardis::placement::rendezvous_table::DEFAULT_ARC_BITS;
-    let t100 = RendezvousTable::new(&all[..100], bits).expect("table");
-    let mut without_50 = all[..100].to_vec();
-    without_50.remove(50);
-    group.bench_function("update/rendezvous_table/100+1", |b| {
-        b.iter(|| black_box(t100.update(&all).expect("table")))
-    });
-    group.bench_function("update/rendezvous_table/100-1", |b| {
-        b.iter(|| black_box(t100.update(&without_50).expect("table")))
-    });
+    for n in [100usize, 1000, 10_000] {
+        let ns = names(n + 1);
+        let all = nodes(&ns);
+        if n > 100 {
+            group.bench_function(BenchmarkId::new("rendezvous_table", n), |b| {
+                b.iter(|| black_box(RendezvousTable::new(&all[..n], bits).expect("table")))
+            });
+        }
+        let table = RendezvousTable::new(&all[..n], bits).expect("table");
+        let mut without_one = all[..n].to_vec();
+        without_one.remove(n / 2);
+        group.bench_function(format!("update/rendezvous_table/{n}+1"), |b| {
+            b.iter(|| black_box(table.update(&all).expect("table")))
+        });
+        group.bench_function(format!("update/rendezvous_table/{n}-1"), |b| {
+            b.iter(|| black_box(table.update(&without_one).expect("table")))
+        });
+    }
     group.finish();
 }
 

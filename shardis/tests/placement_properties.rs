@@ -92,3 +92,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Listing the same shards in another order gives every arc the same owner by name, weights
+    /// or not, fleets small (every shard scored per arc) or large (proposals first).
+    #[test]
+    fn listing_order_does_not_matter(
+        weights in proptest::collection::vec(1u32..4, 2..40),
+        seed in any::<u64>(),
+    ) {
+        let shards: Vec<(String, u32)> = weights.iter().enumerate().map(|(i, w)| (format!("o{i}"), *w)).collect();
+        let mut shuffled = shards.clone();
+        fastrand::Rng::with_seed(seed).shuffle(&mut shuffled);
+        let a = owners(&RendezvousTable::new(&nodes(&shards), BITS).unwrap(), &shards);
+        let b = owners(&RendezvousTable::new(&nodes(&shuffled), BITS).unwrap(), &shuffled);
+        prop_assert_eq!(a, b);
+    }
+}

@@ -1,5 +1,5 @@
-//! Weighted rendezvous (highest random weight) scoring, shared by `rendezvous` and
-//! `rendezvous_table`.
+//! Weighted rendezvous (highest random weight) scoring for `rendezvous`; `rendezvous_table`
+//! shares its shard seeds, its SplitMix64 mixer and its deterministic logarithm.
 //!
 //! Each shard has a 64-bit seed from its name. The score of shard `i` for a point `x` (a key
 //! hash or an arc number) is a SplitMix64 output of `seed_i` and `x`. With equal weights the
@@ -82,10 +82,6 @@ impl Contenders {
         }
         classes.sort_by_key(|(w, _)| *w);
         Contenders { classes }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.classes.is_empty()
     }
 
     /// The winning shard index at point `x`, with its class's best score and weight.
