@@ -49,30 +49,58 @@ async fn a_thousand_shard_fleet_routes_reshards_and_reports() {
         .build()
         .await
         .unwrap();
-    println!("{SHARDS} shards: client built and every endpoint probed in {:?}", started.elapsed());
+    println!(
+        "{SHARDS} shards: client built and every endpoint probed in {:?}",
+        started.elapsed()
+    );
 
     let keys: Vec<String> = (0..5000).map(|i| format!("key:{i}")).collect();
     let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), k.as_str())).collect();
     client.mset(&pairs).await.unwrap();
     let back: Vec<Option<String>> = client.mget(&keys).await.unwrap();
-    assert!(back.iter().zip(&keys).all(|(v, k)| v.as_deref() == Some(k.as_str())));
+    assert!(back
+        .iter()
+        .zip(&keys)
+        .all(|(v, k)| v.as_deref() == Some(k.as_str())));
 
     // Each key is in the database of the shard `locate` names, asked directly.
     let mut conn = direct(&server).await;
-    let owners: Vec<String> = keys.iter().map(|k| client.locate(k.as_str()).to_string()).collect();
+    let owners: Vec<String> = keys
+        .iter()
+        .map(|k| client.locate(k.as_str()).to_string())
+        .collect();
     let used: std::collections::BTreeSet<&String> = owners.iter().collect();
-    assert!(used.len() > 900, "5000 keys spread over only {} shards", used.len());
+    assert!(
+        used.len() > 900,
+        "5000 keys spread over only {} shards",
+        used.len()
+    );
     for (k, owner) in keys.iter().zip(&owners).step_by(97) {
         let db: i64 = owner.trim_start_matches("shard-").parse().unwrap();
-        let _: () = redis::cmd("SELECT").arg(db).query_async(&mut conn).await.unwrap();
-        let v: Option<String> = redis::cmd("GET").arg(k).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SELECT")
+            .arg(db)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(k.as_str()), "{k} not in db {db}");
     }
 
     // Removing one shard moves its keys only.
     let started = Instant::now();
-    client.update_topology(topology(&server, Some(500))).await.unwrap();
-    println!("{SHARDS} -> {} shards swapped in {:?}", SHARDS - 1, started.elapsed());
+    client
+        .update_topology(topology(&server, Some(500)))
+        .await
+        .unwrap();
+    println!(
+        "{SHARDS} -> {} shards swapped in {:?}",
+        SHARDS - 1,
+        started.elapsed()
+    );
     for (k, before) in keys.iter().zip(&owners) {
         let now = client.locate(k.as_str());
         if before != "shard-500" {
@@ -84,7 +112,11 @@ async fn a_thousand_shard_fleet_routes_reshards_and_reports() {
 
     let started = Instant::now();
     let status = client.status().await;
-    println!("status of {} shards in {:?}", status.len(), started.elapsed());
+    println!(
+        "status of {} shards in {:?}",
+        status.len(),
+        started.elapsed()
+    );
     assert_eq!(status.len(), SHARDS - 1);
     assert!(status
         .iter()
