@@ -5,6 +5,7 @@
 //! must not keep the probes failing. The probe connection is dropped after any connection
 //! failure or timeout and opened again by the next probe.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -39,6 +40,8 @@ pub(crate) struct Prober {
     probe_timeout: Duration,
     /// One probe at a time per endpoint; `None` until connected, and after a failure.
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Probes timed out in a row.
+    timeouts: AtomicU32,
 }
 
 impl Prober {
@@ -59,6 +62,7 @@ impl Prober {
             config,
             probe_timeout,
             conn: tokio::sync::Mutex::new(None),
+            timeouts: AtomicU32::new(0),
         }
     }
 
@@ -125,12 +129,21 @@ impl Prober {
             result.map_err(Error::from_redis)
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    self.timeouts.store(0, Ordering::Relaxed);
+                }
+                result
+            }
             Err(_) => {
-                // The probe connection may be stuck behind the missing reply: replace it. If
-                // another probe holds it, that probe times out and replaces it itself.
-                if let Ok(mut slot) = self.conn.try_lock() {
-                    *slot = None;
+                // Twice silent in a row, the probe connection may be stuck (half-open): replace
+                // it. Once is not enough: reconnecting costs round trips a busy host may not
+                // fit in a probe timeout. If another probe holds it, that one decides.
+                let silent = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if silent >= 2 {
+                    if let Ok(mut slot) = self.conn.try_lock() {
+                        *slot = None;
+                    }
                 }
                 Err(Error::timeout("health probe", timeout))
             }
