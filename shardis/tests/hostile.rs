@@ -36,7 +36,7 @@ async fn a_pool_that_got_some_connections_serves_with_them_and_says_so() {
     let client = Client::builder()
         .shard("s", server.url())
         .connections_per_endpoint(8)
-        .health(fast_health())
+        .health(patient_health())
         .build()
         .await
         .unwrap();
