@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// the primaries: connections_per_endpoint × shards).
     #[arg(long)]
     proxy_connections: Option<usize>,
+    /// Serve the client's metrics on http://ADDR/metrics (Prometheus text format) while the
+    /// run lasts, e.g. `127.0.0.1:9187`.
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<std::net::SocketAddr>,
 }
 
 /// Sends one operation to the target.
@@ -373,6 +377,10 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
     }
     if args.duration.is_zero() {
         return Err(bad("--duration", "must be longer than zero"));
+    }
+    if let Some(addr) = args.prometheus {
+        shardis::metrics::serve_prometheus(addr)?;
+        eprintln!("serving metrics on http://{addr}/metrics");
     }
     let driver = Arc::new(Driver::new(&args, &config).await?);
     let locator = Arc::new(Locator::from_source(

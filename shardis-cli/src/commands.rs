@@ -1,4 +1,5 @@
-//! The commands that act on a configured fleet: get, set, del, locate.
+//! The commands that act on a configured fleet: get, set, del, locate, status; and the
+//! dispatch of the others (stats, bench, remap, demo) to their modules.
 
 use std::ffi::OsString;
 use std::io::BufRead;
@@ -21,6 +22,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Demo { keys } => crate::demo::run(format, keys).await,
         Command::Status => status(config(cli.config.as_deref())?, format).await,
+        Command::Stats(args) => {
+            crate::stats::run(format, config(cli.config.as_deref())?, args).await
+        }
         Command::Bench(args) => crate::bench::run(format, config(cli.config.as_deref())?, args)
             .await
             .map(|()| ExitCode::SUCCESS),

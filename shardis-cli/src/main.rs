@@ -5,6 +5,7 @@
 //! shardis --config FILE set KEY VALUE
 //! shardis --config FILE del KEY
 //! shardis --config FILE locate KEY...     (`-` reads keys from stdin, one per line)
+//! shardis --config FILE stats [--watch 2s]
 //! shardis demo
 //! ```
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
@@ -23,6 +24,7 @@ mod error;
 mod output;
 mod parse;
 mod remap;
+mod stats;
 
 /// Client-side sharding over plain Redis hosts.
 #[derive(Parser, Debug)]
@@ -84,6 +86,10 @@ enum Command {
     },
     /// Show each shard and endpoint with its health, role and replication offset.
     Status,
+    /// Ask every endpoint for INFO and DBSIZE at once: keys, memory, evictions, hit ratio,
+    /// ops/s, clients and replication lag per endpoint, fleet totals, and balance against the
+    /// weights. A down endpoint is a row that says so.
+    Stats(stats::StatsArgs),
     /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
     Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::health::Role;
+use crate::metrics::RouteMetrics;
 use crate::node::Node;
 use crate::options::{Options, ReadFrom};
 use crate::placement::Locator;
@@ -22,6 +23,8 @@ pub(crate) struct ShardRoute {
     pub(crate) name: ShardName,
     pub(crate) primary: Arc<Node>,
     pub(crate) replicas: Vec<Arc<Node>>,
+    /// The shard's metric handles of the request path, kept so that a request registers none.
+    pub(crate) metrics: RouteMetrics,
     /// Round robin over replicas for `prefer_replica`.
     next_replica: AtomicUsize,
 }
@@ -29,6 +32,7 @@ pub(crate) struct ShardRoute {
 impl ShardRoute {
     pub(crate) fn new(name: ShardName, primary: Arc<Node>, replicas: Vec<Arc<Node>>) -> ShardRoute {
         ShardRoute {
+            metrics: RouteMetrics::new(&name),
             name,
             primary,
             replicas,

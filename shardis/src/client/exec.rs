@@ -1,6 +1,7 @@
 //! The request path, one function deep: load the routing table once, find the key's shard,
 //! pick the endpoint the policies choose, run the command on a pooled multiplexed connection,
-//! record the outcome for health. Multi-key commands go through the same `exec` per shard.
+//! record the outcome for health and metrics. Multi-key commands go through the same `exec` per
+//! shard.
 
 use std::sync::Arc;
 
@@ -13,7 +14,10 @@ use super::fanout::Plan;
 use super::Client;
 use crate::control::{unavailable, Outcome};
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::Role;
+use crate::metrics::{self, FailoverKind, RequestOutcome, Started};
 use crate::node::Node;
+use crate::options::ReadFrom;
 use crate::router::{RoutingTable, ShardRoute};
 
 /// Whether a command only reads (and may go to a replica under the read policy) or writes.
@@ -41,6 +45,11 @@ impl Client {
         tokio::task::coop::consume_budget().await;
         let table = self.shared.router.load();
         let Some(route) = table.route(key) else {
+            metrics::unavailable(
+                None,
+                needed_role(access, table.options().routing.read_from),
+                name,
+            );
             return Err(fail_fast(no_shard()).await);
         };
         let reply = self.exec(&table, route, name, cmd, access).await?;
@@ -50,6 +59,7 @@ impl Client {
     /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
     /// a connection error, a timeout or a transient server error (`LOADING`, `BUSY`,
     /// `MASTERDOWN`, `TRYAGAIN`) is sent once more, at once, to the fallback endpoint.
+    /// A read a replica serves in the primary's stead counts as a `replica_read` failover.
     async fn exec(
         &self,
         table: &RoutingTable,
@@ -64,19 +74,33 @@ impl Client {
             Access::Write => (route.write_target(), None),
         };
         let Some(node) = first else {
+            metrics::unavailable(
+                Some(&route.name),
+                needed_role(access, routing.read_from),
+                name,
+            );
             let e = unavailable(route, access == Access::Write, routing.on_primary_down);
             return Err(fail_fast(e).await);
         };
-        match self.attempt(route, node, name, cmd).await {
+        let (served_by, result) = match self.attempt(route, node, name, cmd).await {
             Err(e) if e.is_failover_candidate() || e.is_transient() => match fallback {
-                Some(other) => self.attempt(route, other, name, cmd).await,
-                None => Err(e),
+                Some(other) => (other, self.attempt(route, other, name, cmd).await),
+                None => (node, Err(e)),
             },
-            result => result,
+            result => (node, result),
+        };
+        // Only `primary_then_replica` reads a replica instead of the primary: `primary` never
+        // reads one, and `prefer_replica` reads them by choice.
+        if routing.read_from == ReadFrom::PrimaryThenReplica
+            && result.is_ok()
+            && !Arc::ptr_eq(served_by, &route.primary)
+        {
+            metrics::failover(&route.name, FailoverKind::ReplicaRead);
         }
+        result
     }
 
-    /// One try on one endpoint, recorded for its health.
+    /// One try on one endpoint, recorded for its health and in the request metrics.
     async fn attempt(
         &self,
         route: &ShardRoute,
@@ -90,7 +114,14 @@ impl Client {
             shard = %route.name,
             endpoint = node.label()
         );
+        let started = Started::now();
         let result = node.query(cmd).instrument(span).await;
+        let role = if Arc::ptr_eq(node, &route.primary) {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+        started.finish(&route.metrics, role, name, RequestOutcome::of(&result));
         // Health is judged by probes (on their own connection) and by connection failures. A
         // request that timed out is not held against the endpoint: it may be slow by its own
         // size. Its connection is retired, and the probes tell a hung server.
@@ -122,6 +153,11 @@ impl Client {
             .map(|i| table.shard_index(keys.get(i)))
             .collect::<Option<Vec<usize>>>()
         else {
+            metrics::unavailable(
+                None,
+                needed_role(access, table.options().routing.read_from),
+                name,
+            );
             return Err(fail_fast(no_shard()).await);
         };
         let plan = Plan::new(&owners);
@@ -177,6 +213,15 @@ impl Client {
 async fn fail_fast(e: Error) -> Error {
     tokio::task::yield_now().await;
     e
+}
+
+/// The role a request refused before any I/O needed, as `shardis_requests_total` labels it:
+/// the primary for writes, the policy's first choice for reads.
+fn needed_role(access: Access, read_from: ReadFrom) -> Role {
+    match (access, read_from) {
+        (Access::Read, ReadFrom::PreferReplica) => Role::Replica,
+        _ => Role::Primary,
+    }
 }
 
 /// The error of a request when every shard is ejected.

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use super::monitor::role_mismatch;
 use super::{log_transition, role_of, Shared};
 use crate::health::{Event, Health, Role, Transition};
+use crate::metrics::{self, FailoverKind};
 use crate::node::Node;
 use crate::options::OnPrimaryDown;
 use crate::router::ShardRoute;
@@ -23,6 +24,7 @@ impl Shared {
     ) {
         let role = role_of(route, node);
         log_transition(route, node, role, t.to);
+        metrics::endpoint_up(&route.name, node.address(), role, t.to.is_usable());
         self.emit(Event::Health {
             shard: route.name.clone(),
             endpoint: node.label().to_owned(),
@@ -67,7 +69,10 @@ impl Shared {
             .apply(&mut control, |c| c.ejected.insert(shard.clone()), event)
             .await
         {
-            Ok(()) => tracing::warn!(shard = %shard, "shardis: shard ejected from placement"),
+            Ok(()) => {
+                metrics::failover(&shard, FailoverKind::Eject);
+                tracing::warn!(shard = %shard, "shardis: shard ejected from placement")
+            }
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot eject: {e}"),
         }
     }
@@ -95,7 +100,10 @@ impl Shared {
             .apply(&mut control, |c| c.ejected.remove(&shard), event)
             .await
         {
-            Ok(()) => tracing::info!(shard = %shard, "shardis: shard rejoined placement"),
+            Ok(()) => {
+                metrics::failover(&shard, FailoverKind::Rejoin);
+                tracing::info!(shard = %shard, "shardis: shard rejoined placement")
+            }
             Err(e) => tracing::error!(shard = %shard, "shardis: cannot rejoin: {e}"),
         }
     }
@@ -167,6 +175,7 @@ impl Shared {
             .await
         {
             Ok(()) => {
+                metrics::failover(&shard, FailoverKind::Promote);
                 tracing::warn!(shard = %shard, endpoint = winner.label(), "shardis: replica promoted to primary");
                 // The new primary and the repointed replicas now have the roles the new table
                 // gives them; a mismatch a probe saw during the change no longer stands.

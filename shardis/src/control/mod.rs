@@ -97,6 +97,8 @@ impl Shared {
             let table = shared.router.load();
             shared.probe_opened(&table, &opened).await;
         }
+        crate::metrics::describe_all();
+        monitor::publish_gauges(&shared.router.load());
         tokio::spawn(monitor::run(Arc::downgrade(&shared), interval));
         Ok(shared)
     }

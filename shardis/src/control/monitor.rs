@@ -15,6 +15,7 @@ use futures_util::future::join_all;
 
 use super::{Outcome, Shared};
 use crate::health::{Health, Role};
+use crate::metrics;
 use crate::node::{Node, ServerRole};
 use crate::options::OnPrimaryDown;
 use crate::router::{RoutingTable, ShardRoute};
@@ -52,6 +53,8 @@ impl Shared {
             })
         });
         join_all(probes).await;
+        // The table in force now: the round may have led to a new one.
+        publish_gauges(&self.router.load());
     }
 
     /// Probes, once and all at once, the endpoints of `table` that are in `opened`.
@@ -100,6 +103,19 @@ impl Shared {
                 self.record(route, node, Outcome::Failed);
                 false
             }
+        }
+    }
+}
+
+/// Sets every gauge from `table`: its version, and each endpoint's usability and open
+/// connections. Called after each probe round, so gauges stay current (and reach a recorder
+/// installed after the client started) without a hook on every change.
+pub(super) fn publish_gauges(table: &RoutingTable) {
+    metrics::table_version(table.version());
+    for route in table.shards() {
+        for (node, role) in route.nodes() {
+            metrics::endpoint_up(&route.name, node.address(), role, node.health().is_usable());
+            metrics::pool_connections(&route.name, node.address(), node.connections().0);
         }
     }
 }

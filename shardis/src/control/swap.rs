@@ -10,6 +10,7 @@ use super::Shared;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::Event;
+use crate::metrics;
 use crate::node::Node;
 use crate::options::{OnPrimaryDown, Options};
 use crate::router::RoutingTable;
@@ -29,6 +30,7 @@ impl Shared {
     pub(super) fn install(self: &Arc<Self>, table: RoutingTable) {
         let version = table.version();
         self.router.swap(table);
+        metrics::table_version(version);
         tracing::info!(version, "shardis: routing table {version} in force");
         self.emit(Event::TopologyChanged { version });
     }

@@ -27,6 +27,8 @@ pub(crate) struct Node {
     endpoint: Endpoint,
     /// `host:port[/db]`, computed once for spans and errors.
     label: Arc<str>,
+    /// `host:port`, computed once for metric labels.
+    address: Arc<str>,
     pool: bb8::Pool<Manager>,
     connect_timeout: Duration,
     max_connections: u32,
@@ -103,6 +105,7 @@ impl Node {
             .max_lifetime(None)
             .build_unchecked(manager);
         Ok(Node {
+            address: Arc::from(endpoint.address()),
             endpoint,
             label,
             pool,
@@ -119,6 +122,11 @@ impl Node {
 
     pub(crate) fn label(&self) -> &str {
         &self.label
+    }
+
+    /// `host:port`, the `endpoint` label of metrics.
+    pub(crate) fn address(&self) -> &Arc<str> {
+        &self.address
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {

@@ -36,6 +36,12 @@ impl ShardName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shared string itself, for labels that must not copy it.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl From<&str> for ShardName {
