@@ -98,9 +98,7 @@ impl bb8::ManageConnection for Manager {
         let born = self.generation.load(Ordering::Relaxed);
         // redis-rs applies the connection timeout to the TCP connect; the outer timeout also
         // bounds the handshake (AUTH, SELECT) against a server that accepts and then hangs.
-        let attempt = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
+        let attempt = connect_checked(&self.client, &self.config);
         let result = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(redis::RedisError::from(std::io::Error::new(
@@ -137,6 +135,31 @@ impl bb8::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.is_broken()
     }
+}
+
+/// Opens a multiplexed connection and checks it with a `PING`. redis-rs's handshake ignores
+/// the replies to its `CLIENT SETINFO` commands, so a server that accepts and then turns the
+/// connection away (Redis at `maxclients` writes an error and closes) would otherwise hand out
+/// a connection that is already dead, and the first request on it would fail with a broken
+/// pipe. Failures are not explained here (see [`explain_connect_failure`]).
+pub(crate) async fn connect_checked(
+    client: &redis::Client,
+    config: &AsyncConnectionConfig,
+) -> Result<MultiplexedConnection, redis::RedisError> {
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+    Ok(conn)
+}
+
+/// The start of the error for a server that answered and turned the connection away.
+const TURNED_AWAY: &str = "the server refused the connection";
+
+/// True for a connect failure where the server answered and turned the connection away (e.g.
+/// at `maxclients`): the server is up, only full.
+pub(crate) fn is_turned_away(message: &str) -> bool {
+    message.contains(TURNED_AWAY)
 }
 
 /// How many bytes of a non-Redis answer an error quotes.
@@ -222,7 +245,7 @@ fn explain(bytes: &[u8]) -> Option<(std::io::ErrorKind, String)> {
             // Not `ConnectionRefused`: the server is up and answered; it is not a TCP refusal.
             Some((
                 std::io::ErrorKind::Other,
-                format!("the server refused the connection: {}", printable(line)),
+                format!("{TURNED_AWAY}: {}", printable(line)),
             ))
         }
         b'+' | b':' | b'$' | b'*' | b'%' | b'_' | b'#' | b',' | b'(' | b'=' | b'~' | b'>'

@@ -30,7 +30,6 @@ async fn a_server_at_maxclients_is_named_with_its_own_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "racy: a request during the pool's fill at maxclients can be refused; to fix next session (closing note)"]
 async fn a_pool_that_got_some_connections_serves_with_them_and_says_so() {
     // Room for the probe connection and 3 of the 8 request connections wanted.
     let server = RedisServer::start_with(&["--maxclients", "4"]).unwrap();
@@ -56,6 +55,96 @@ async fn a_pool_that_got_some_connections_serves_with_them_and_says_so() {
         e.connections, e.target_connections
     );
     assert_eq!(e.health, shardis::Health::Up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_turned_away_by_a_full_server_keeps_the_endpoint_up() {
+    let server = RedisServer::start().unwrap();
+    let mut health = fast_health();
+    health.probe_timeout = Duration::from_millis(500);
+    let client = Client::builder()
+        .shard("s", server.url())
+        .connections_per_endpoint(2)
+        .health(health)
+        .build()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    for i in 0..100 {
+        client.set(format!("k{i}").as_str(), i).await.unwrap();
+    }
+    let full = eventually(Duration::from_secs(5), || async {
+        client.status().await[0].endpoints[0].connections == 2
+    })
+    .await;
+    assert!(full, "the pool never filled");
+    // The probe connection is named `shardis-probe`: close it, and leave no room for another, so the probe's reconnect is turned away (`max number of clients`).
+    let mut admin = direct(&server).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let probe = list
+        .lines()
+        .find(|l| l.contains(" name=shardis-probe "))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no probe connection in CLIENT LIST:\n{list}"))
+        .to_owned();
+    let room = list.lines().count() - 1;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(room)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&probe)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // Wait for several probes to be turned away.
+    // (On the admin connection: a new one would be turned away too.)
+    let admin = tokio::sync::Mutex::new(admin);
+    let turned_away = eventually(Duration::from_secs(10), || async {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut *admin.lock().await)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("rejected_connections:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 5)
+    })
+    .await;
+    assert!(turned_away, "the probe never reconnected");
+    // Probes went on over a request connection: the endpoint was never marked down (the one
+    // probe that found its connection closed may make it `Suspect`), and requests go on on the
+    // connections it has.
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(
+                event,
+                shardis::Event::Health {
+                    to: shardis::Health::Down,
+                    ..
+                }
+            ),
+            "marked down: {event:?}"
+        );
+    }
+    assert_eq!(
+        client.status().await[0].endpoints[0].health,
+        shardis::Health::Up
+    );
+    for i in 0..100 {
+        let v: Option<i64> = client.get(format!("k{i}").as_str()).await.unwrap();
+        assert_eq!(v, Some(i));
+    }
 }
 
 /// A listener that answers anything with an HTTP error, as a web server on the port would.

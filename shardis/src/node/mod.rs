@@ -14,7 +14,7 @@ use redis::{Cmd, Value};
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
 use crate::health::{Health, HealthState};
 use crate::options::{HealthOptions, PoolOptions};
-use crate::pool::{Conn, Manager};
+use crate::pool::{is_turned_away, Conn, Manager};
 use crate::topology::Endpoint;
 
 mod probe;
@@ -276,15 +276,60 @@ impl Node {
 
     /// One health probe (`ROLE`) on the probe connection, within the probe timeout.
     pub(crate) async fn probe(&self) -> Result<ServerRole> {
-        let result = self.prober.role().await;
-        if let Err(e) = &result {
-            if e.is_failover_candidate() {
-                // The endpoint is unreachable or hung: the request connections are likely dead
-                // too, even if no request has found out yet (an ejected shard gets none).
-                self.retire_connections();
+        let result = match self.prober.role().await {
+            // The server answered and turned the probe connection away (full at `maxclients`,
+            // the request connections having taken the room): it is up. Ask on a request
+            // connection already open instead; the request connections stay.
+            Err(e) if e.kind() == ErrorKind::Connection && is_turned_away(&e.to_string()) => {
+                self.role_on_request_connection().await.map_err(|_| e)
             }
-        }
+            Err(e) => {
+                if e.is_failover_candidate() {
+                    // The endpoint is unreachable or hung: the request connections are likely
+                    // dead too, even if no request has found out yet (an ejected shard gets none).
+                    self.retire_connections();
+                }
+                Err(e)
+            }
+            ok => ok,
+        };
         result.map_err(|e| self.error(e))
+    }
+
+    /// `ROLE` on a live request connection, within the probe timeout; never opens one (that
+    /// would be turned away too, and could wait a whole connect timeout).
+    async fn role_on_request_connection(&self) -> Result<ServerRole> {
+        let timeout = self.prober.timeout();
+        let ready = {
+            let ready = self.ready.load();
+            ready
+                .as_ref()
+                .and_then(|list| list.iter().find(|c| !c.is_broken()).cloned())
+        };
+        let conn = match ready {
+            Some(conn) => Some(conn),
+            // None used yet: one idle in the pool, if it holds any.
+            None if self.pool.state().connections > 0 => {
+                match tokio::time::timeout(timeout, self.pool.get()).await {
+                    Ok(Ok(guard)) if !guard.is_broken() => Some(guard.clone()),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let Some(mut conn) = conn else {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                "no request connection open to probe on",
+            ));
+        };
+        let role = redis::cmd("ROLE");
+        let ask = role.query_async::<Value>(&mut conn.inner);
+        match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(reply)) => probe::parse_role(reply),
+            Ok(Err(e)) => Err(Error::from_redis(e)),
+            Err(_) => Err(Error::timeout("health probe", timeout)),
+        }
     }
 
     /// Retires every request connection made so far, in the request path's snapshot and

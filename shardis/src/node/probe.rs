@@ -12,7 +12,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, Value};
 
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
-use crate::pool::explain_connect_failure;
+use crate::pool::{connect_checked, explain_connect_failure};
+
+/// The name (`CLIENT SETNAME`) of every probe connection, as `CLIENT LIST` shows it.
+pub(crate) const PROBE_CONNECTION_NAME: &str = "shardis-probe";
 
 /// What a server says it is (`ROLE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,11 @@ impl Prober {
         }
     }
 
+    /// The probe timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.probe_timeout
+    }
+
     /// `ROLE`, within the probe timeout.
     pub(crate) async fn role(&self) -> Result<ServerRole> {
         let reply = self.run(&redis::cmd("ROLE"), self.probe_timeout).await?;
@@ -107,20 +115,19 @@ impl Prober {
     async fn run(&self, cmd: &Cmd, timeout: Duration) -> Result<Value> {
         let attempt = async {
             let mut slot = self.conn.lock().await;
-            let result = match slot.as_mut() {
+            let mut result = match slot.as_mut() {
                 Some(conn) => cmd.query_async::<Value>(conn).await,
-                None => match self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&self.config)
-                    .await
-                {
-                    Ok(conn) => cmd.query_async::<Value>(slot.insert(conn)).await,
-                    Err(e) => {
-                        let (host, port) = (&self.address.0, self.address.1);
-                        Err(explain_connect_failure(e, host, port, self.connect_timeout).await)
-                    }
-                },
+                None => self.connect_and_run(&mut slot, cmd).await,
             };
+            if let Err(e) = &result {
+                if is_connection_failure(e) {
+                    // The probe connection itself was closed (a `CLIENT KILL`, the server's
+                    // idle `timeout`, a restart): that alone says nothing about the server, so
+                    // ask again on a fresh connection before reporting a failure.
+                    *slot = None;
+                    result = self.connect_and_run(&mut slot, cmd).await;
+                }
+            }
             if let Err(e) = &result {
                 if is_connection_failure(e) || e.is_timeout() {
                     *slot = None;
@@ -151,8 +158,34 @@ impl Prober {
     }
 }
 
+impl Prober {
+    /// Opens the probe connection into `slot` and runs `cmd` on it.
+    async fn connect_and_run(
+        &self,
+        slot: &mut Option<MultiplexedConnection>,
+        cmd: &Cmd,
+    ) -> redis::RedisResult<Value> {
+        match connect_checked(&self.client, &self.config).await {
+            Ok(mut conn) => {
+                // Named so operators can tell it apart in `CLIENT LIST`. Best effort: an ACL
+                // user may not be allowed `CLIENT SETNAME`.
+                let _ = redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(PROBE_CONNECTION_NAME)
+                    .query_async::<()>(&mut conn)
+                    .await;
+                cmd.query_async::<Value>(slot.insert(conn)).await
+            }
+            Err(e) => {
+                let (host, port) = (&self.address.0, self.address.1);
+                Err(explain_connect_failure(e, host, port, self.connect_timeout).await)
+            }
+        }
+    }
+}
+
 /// Parses a `ROLE` reply.
-fn parse_role(reply: Value) -> Result<ServerRole> {
+pub(crate) fn parse_role(reply: Value) -> Result<ServerRole> {
     let bad = |v: &Value| {
         Error::new(
             ErrorKind::Type,
