@@ -39,10 +39,20 @@ pub async fn run(format: Format, client: Client, args: InvalidateArgs) -> Result
     let started = Instant::now();
     if let Some(tag) = &args.tag {
         let removed = cache.invalidate_tag(tag).await?;
-        report(format, json!({"tag": tag, "removed": removed}), removed, started);
+        report(
+            format,
+            json!({"tag": tag, "removed": removed}),
+            removed,
+            started,
+        );
     } else if let Some(pattern) = &args.pattern {
         let removed = pattern_with_progress(&cache, pattern, format).await?;
-        report(format, json!({"pattern": pattern, "removed": removed}), removed, started);
+        report(
+            format,
+            json!({"pattern": pattern, "removed": removed}),
+            removed,
+            started,
+        );
     } else {
         let mut rows = Vec::new();
         let mut removed = 0;
@@ -54,14 +64,23 @@ pub async fn run(format: Format, client: Client, args: InvalidateArgs) -> Result
             obj.insert("removed".into(), json!(existed));
             rows.push(Value::Object(obj));
         }
-        report(format, json!({"keys": rows, "removed": removed}), removed, started);
+        report(
+            format,
+            json!({"keys": rows, "removed": removed}),
+            removed,
+            started,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the pattern's invalidation under a progress display (stderr, hidden when it is not a
 /// terminal or the output is JSON).
-async fn pattern_with_progress(cache: &Cache, pattern: &str, format: Format) -> Result<usize, Error> {
+async fn pattern_with_progress(
+    cache: &Cache,
+    pattern: &str,
+    format: Format,
+) -> Result<usize, Error> {
     let bar = if format == Format::Json {
         ProgressBar::hidden()
     } else {

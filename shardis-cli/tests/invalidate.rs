@@ -34,25 +34,49 @@ async fn invalidate_by_pattern_tag_and_keys_over_every_shard() {
     let servers = servers(3);
     let mut config = tempfile::NamedTempFile::new().unwrap();
     for (i, s) in servers.iter().enumerate() {
-        writeln!(config, "[[shards]]\nname = \"s{i}\"\nprimary = \"{}\"", s.url()).unwrap();
+        writeln!(
+            config,
+            "[[shards]]\nname = \"s{i}\"\nprimary = \"{}\"",
+            s.url()
+        )
+        .unwrap();
     }
     let c = config.path().to_str().unwrap().to_owned();
-    let cache = Cache::builder(client(&servers).await).namespace("app").build();
+    let cache = Cache::builder(client(&servers).await)
+        .namespace("app")
+        .build();
     for i in 0..300 {
         cache.set(format!("user:{i}").as_str(), &i).await.unwrap();
         let tags: &[&str] = if i < 40 { &["t"] } else { &[] };
-        cache.set_tagged(format!("order:{i}").as_str(), &i, tags).await.unwrap();
+        cache
+            .set_tagged(format!("order:{i}").as_str(), &i, tags)
+            .await
+            .unwrap();
     }
 
     let c = c.as_str();
-    let base = ["--config", c, "--format", "json", "invalidate", "--namespace", "app"];
+    let base = [
+        "--config",
+        c,
+        "--format",
+        "json",
+        "invalidate",
+        "--namespace",
+        "app",
+    ];
     let v = json(&[&base[..], &["--pattern", "user:*"]].concat());
-    assert_eq!((v["pattern"].as_str(), v["removed"].as_u64()), (Some("user:*"), Some(300)));
+    assert_eq!(
+        (v["pattern"].as_str(), v["removed"].as_u64()),
+        (Some("user:*"), Some(300))
+    );
     assert!(v["elapsed_ms"].is_u64());
     assert_eq!(cache.get::<_, i32>("user:7").await.unwrap(), None);
 
     let v = json(&[&base[..], &["--tag", "t"]].concat());
-    assert_eq!((v["tag"].as_str(), v["removed"].as_u64()), (Some("t"), Some(40)));
+    assert_eq!(
+        (v["tag"].as_str(), v["removed"].as_u64()),
+        (Some("t"), Some(40))
+    );
     assert_eq!(cache.get::<_, i32>("order:7").await.unwrap(), None);
     assert_eq!(cache.get::<_, i32>("order:70").await.unwrap(), Some(70));
 
@@ -66,7 +90,15 @@ async fn invalidate_by_pattern_tag_and_keys_over_every_shard() {
     let (code, out, _) = shardis(&["--config", c, "invalidate", "--pattern", "order:*"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("0 keys removed in"), "{out}");
-    let (code, out, _) = shardis(&["--config", c, "invalidate", "--namespace", "app", "--pattern", "*"]);
+    let (code, out, _) = shardis(&[
+        "--config",
+        c,
+        "invalidate",
+        "--namespace",
+        "app",
+        "--pattern",
+        "*",
+    ]);
     assert_eq!(code, 0);
     assert!(out.starts_with("258 keys removed in"), "{out}");
     // Keys and --tag together are refused.

@@ -93,7 +93,11 @@ async fn stampede(urls: &[String], processes: usize, tasks: usize) {
     }
     let started = Instant::now();
     for c in &mut children {
-        c.stdin.take().expect("stdin").write_all(b"go\n").expect("go");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("go");
     }
     for c in &mut children {
         assert!(c.wait().expect("wait").success(), "a client process failed");
@@ -113,7 +117,8 @@ async fn hot_key(cache: &Cache, key: &str, tasks: usize, secs: u64) -> (Histogra
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let (cache, calls, stop, key) = (cache.clone(), calls.clone(), stop.clone(), key.to_owned());
+            let (cache, calls, stop, key) =
+                (cache.clone(), calls.clone(), stop.clone(), key.to_owned());
             tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).expect("histogram");
                 while !stop.load(Ordering::Relaxed) {
@@ -173,10 +178,15 @@ async fn main() {
     let client = connect(&urls).await;
     let ttl = Duration::from_secs(2);
     let expiries = secs as f64 / ttl.as_secs_f64();
-    let steady = Cache::builder(client.clone()).ttl(Duration::from_secs(3600)).build();
+    let steady = Cache::builder(client.clone())
+        .ttl(Duration::from_secs(3600))
+        .build();
     let (h, calls) = hot_key(&steady, "steady", 32, secs).await;
     line("steady state (no expiry)", &h, calls, 1.0);
-    for (name, beta) in [("expiring, early refresh on", 1.0), ("expiring, early refresh off", 0.0)] {
+    for (name, beta) in [
+        ("expiring, early refresh on", 1.0),
+        ("expiring, early refresh off", 0.0),
+    ] {
         let cache = Cache::builder(client.clone())
             .ttl(ttl)
             .ttl_jitter(0.0)
