@@ -36,11 +36,12 @@ async fn invalidate_by_pattern_tag_and_keys_over_every_shard() {
     for (i, s) in servers.iter().enumerate() {
         writeln!(
             config,
-            "[[shards]]\nname = \"s{i}\"\nprimary = \"{}\"",
+            "[[shards]]\nname = \"shard-{i}\"\nprimary = \"{}\"",
             s.url()
         )
         .unwrap();
     }
+    // The names `common::client` gives, so that both place keys alike.
     let c = config.path().to_str().unwrap().to_owned();
     let cache = Cache::builder(client(&servers).await)
         .namespace("app")
