@@ -28,6 +28,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bench(args) => crate::bench::run(format, config(cli.config.as_deref())?, args)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Invalidate(args) => {
+            crate::invalidate::run(format, client(cli.config.as_deref()).await?, args).await
+        }
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate {
             twemproxy,

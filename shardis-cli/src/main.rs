@@ -6,6 +6,7 @@
 //! shardis --config FILE del KEY
 //! shardis --config FILE locate KEY...     (`-` reads keys from stdin, one per line)
 //! shardis --config FILE stats [--watch 2s]
+//! shardis --config FILE invalidate [--namespace NS] KEY... | --tag TAG | --pattern PAT
 //! shardis demo
 //! ```
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
@@ -20,7 +21,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod commands;
 mod demo;
+mod demo_cache;
 mod error;
+mod invalidate;
 mod output;
 mod parse;
 mod remap;
@@ -90,13 +93,17 @@ enum Command {
     /// ops/s, clients and replication lag per endpoint, fleet totals, and balance against the
     /// weights. A down endpoint is a row that says so.
     Stats(stats::StatsArgs),
+    /// Delete cache keys (as `shardis::cache` stores them): by key, by tag over every shard, or
+    /// by pattern with SCAN on every shard's primary.
+    Invalidate(invalidate::InvalidateArgs),
     /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
     Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
     Remap(remap::RemapArgs),
     /// Start local redis-servers (three primaries with a replica each), write keys through the
     /// client, show how they spread, read them back, kill a primary and keep reading from its
-    /// replica, add a shard live, and stop the servers.
+    /// replica, add a shard live, and stop the servers; on the way, 1 000 concurrent cache
+    /// requests on one cold key call their loader once.
     Demo {
         /// How many keys to write.
         #[arg(long, default_value_t = 10_000)]

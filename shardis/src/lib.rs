@@ -45,6 +45,9 @@
 //! - [`metrics`]: the metric names (a contract), their descriptions, the recording helpers of
 //!   the request path (each route keeps its registered handles) and of `control` (compiled away
 //!   without the feature), and the Prometheus exporter.
+//! - [`cache`] (feature `cache`): typed cache-aside over a [`Client`]: codecs and the stored
+//!   envelope, single-flight and cross-process load locks, early refresh, degradation, and
+//!   invalidation by key, tag and pattern.
 //! - [`twemproxy`] (feature `twemproxy`): loading a twemproxy (nutcracker) pool as a shardis
 //!   config.
 //!
@@ -54,6 +57,8 @@
 //! - `metrics` (default): counters, gauges and histograms through the `metrics` facade (see
 //!   [`metrics`] for every name and label), for services that graph their cache fleet. With no
 //!   recorder installed a request pays a few nanoseconds; without the feature, nothing.
+//! - `cache` (default): [`cache::Cache`], for services that use the fleet as a cache in
+//!   front of a database (and the CLI's `invalidate`).
 //! - `prometheus`: `metrics::serve_prometheus` installs a Prometheus recorder and serves
 //!   `/metrics`, for services without an exporter of their own (and `shardis bench
 //!   --prometheus`).
@@ -76,6 +81,9 @@ mod pool;
 mod router;
 mod topology;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod metrics;
 pub mod placement;
 #[cfg(feature = "twemproxy")]

@@ -60,7 +60,7 @@ impl Client {
     /// a connection error, a timeout or a transient server error (`LOADING`, `BUSY`,
     /// `MASTERDOWN`, `TRYAGAIN`) is sent once more, at once, to the fallback endpoint.
     /// A read a replica serves in the primary's stead counts as a `replica_read` failover.
-    async fn exec(
+    pub(super) async fn exec(
         &self,
         table: &RoutingTable,
         route: &ShardRoute,

@@ -10,6 +10,7 @@
 //! - `exec`: the request path (route, policy, attempt, health record, fan-out).
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
 //! - `args`: argument encoding and limits.
+//! - `shardwise`: commands addressed to a shard by name (work that visits every shard).
 //! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
 //!   commands).
 
@@ -31,6 +32,7 @@ mod commands;
 mod exec;
 mod fanout;
 mod guard;
+mod shardwise;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;

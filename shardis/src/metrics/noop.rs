@@ -46,4 +46,20 @@ pub(crate) fn pool_connections(_: &ShardName, _: &Arc<str>, _: u32) {}
 pub(crate) fn table_version(_: u64) {}
 
 #[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_request(_: &'static str) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_load(_: bool, _: f64) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_wait(_: &'static str) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_early_refresh() {}
+
+#[inline(always)]
 pub(crate) fn describe_all() {}

@@ -227,6 +227,31 @@ pub(crate) fn table_version(version: u64) {
     gauge!(ROUTING_TABLE_VERSION).set(version as f64);
 }
 
+/// Counts a cache lookup by its `result` (`hit`, `miss`, `stale`, `negative`, `decode_error`).
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_request(result: &'static str) {
+    counter!(CACHE_REQUESTS_TOTAL, "result" => result).increment(1);
+}
+
+/// Counts a cache loader run and records how long it took.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_load(ok: bool, seconds: f64) {
+    counter!(CACHE_LOADS_TOTAL, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+    ::metrics::histogram!(CACHE_LOAD_DURATION_SECONDS).record(seconds);
+}
+
+/// Counts a cache caller that waited for another's load (`in_process` or `lock`).
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_wait(source: &'static str) {
+    counter!(CACHE_WAITS_TOTAL, "source" => source).increment(1);
+}
+
+/// Counts a cache value refreshed before it expired.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_early_refresh() {
+    counter!(CACHE_EARLY_REFRESHES_TOTAL).increment(1);
+}
+
 /// Registers the descriptions (a client calls it when it starts).
 pub(crate) fn describe_all() {
     describe();
