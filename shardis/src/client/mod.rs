@@ -11,7 +11,11 @@
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
 //! - `args`: argument encoding and limits.
 //! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
-//!   commands).
+//!   commands), and the keys of every command a pipeline may carry.
+//! - `pipeline`: sharded pipelines and single-shard transactions (a pure plan, then one
+//!   sub-pipeline per shard through `exec`).
+//! - `scan`: `scan_match` and `on_every_shard`, the whole fleet.
+//! - `script` (feature `scripts`): Lua scripts on the shard of their keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +35,10 @@ mod commands;
 mod exec;
 mod fanout;
 mod guard;
+mod pipeline;
+mod scan;
+#[cfg(feature = "scripts")]
+mod script;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;
