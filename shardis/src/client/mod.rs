@@ -203,7 +203,33 @@ mod tests {
         fn spawnable<F: std::future::Future + Send>(_: F) {}
         let c: Option<Client> = None;
         if let Some(c) = c {
+            let c = &c;
             spawnable(async move { c.get::<_, Option<String>>("k").await });
+            spawnable(async move {
+                let pipe = redis::pipe();
+                c.query_pipeline::<redis::Value>(&pipe).await
+            });
+            spawnable(async move { c.on_every_shard::<String>(&redis::cmd("PING")).await });
+            spawnable(async move {
+                use futures_util::StreamExt;
+                c.scan_match("*").next().await
+            });
+            #[cfg(feature = "scripts")]
+            spawnable(async move {
+                let script = redis::Script::new("return 1");
+                c.invoke_script::<_, u8, i64>(&script, &["k"], &[]).await
+            });
+            #[cfg(feature = "lock")]
+            spawnable(async move {
+                let lock = c.lock("l").acquire().await?;
+                lock.extend(Duration::from_secs(1)).await?;
+                lock.release().await
+            });
+            #[cfg(feature = "rate-limit")]
+            spawnable(async move {
+                let limit = crate::RateLimit::per_second(1);
+                c.rate_limit("k", limit).await
+            });
         }
     }
 }

@@ -52,22 +52,24 @@ impl Client {
     pub fn scan_match<P: ToSingleRedisArg>(
         &self,
         pattern: P,
-    ) -> impl Stream<Item = Result<String>> + Send + 'static {
-        self.scan_match_bytes(pattern).and_then(|key| async move {
-            String::from_utf8(key).map_err(|_| {
-                Error::new(
-                    ErrorKind::Type,
-                    "scan_match: a key is not UTF-8; use scan_match_bytes",
-                )
+    ) -> impl Stream<Item = Result<String>> + Send + Unpin + 'static {
+        self.scan_match_bytes(pattern)
+            .and_then(|key| async move {
+                String::from_utf8(key).map_err(|_| {
+                    Error::new(
+                        ErrorKind::Type,
+                        "scan_match: a key is not UTF-8; use scan_match_bytes",
+                    )
+                })
             })
-        })
+            .boxed()
     }
 
     /// [`scan_match`](Self::scan_match) with keys as bytes: binary keys included.
     pub fn scan_match_bytes<P: ToSingleRedisArg>(
         &self,
         pattern: P,
-    ) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Vec<u8>>> + Send + Unpin + 'static {
         let mut bytes = Vec::new();
         pattern.write_redis_args(&mut ArgSink::new(&mut bytes));
         let pattern: Arc<[u8]> = bytes.into();
@@ -88,7 +90,7 @@ impl Client {
             client.scan_shards(table, added, pattern)
         })
         .flatten();
-        now.chain(later)
+        now.chain(later).boxed()
     }
 
     /// Scans the named shards of `table` concurrently, as one stream of keys.

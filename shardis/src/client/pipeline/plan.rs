@@ -36,8 +36,8 @@ pub(crate) struct Plan {
 
 /// The shard of a key (`None`: no shard takes keys), and a shard's name for messages.
 pub(crate) struct Placement<'a> {
-    pub(crate) locate: &'a dyn Fn(&[u8]) -> Option<usize>,
-    pub(crate) name: &'a dyn Fn(usize) -> String,
+    pub(crate) locate: &'a (dyn Fn(&[u8]) -> Option<usize> + Sync),
+    pub(crate) name: &'a (dyn Fn(usize) -> String + Sync),
 }
 
 impl Placement<'_> {
