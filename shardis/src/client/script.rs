@@ -46,7 +46,7 @@ impl Client {
             name: &name,
         };
         let shard = one_shard(
-            "invoke_script: the script",
+            &|| "invoke_script: the script".into(),
             (0..flat.len()).map(|i| flat.get(i)),
             &at,
         );

@@ -142,7 +142,7 @@ impl Client {
         at: &Placement<'_>,
     ) -> Result<T> {
         let keys = commands.iter().flat_map(|c| c.keys());
-        let shard = match one_shard("query_pipeline: the transaction", keys, at) {
+        let shard = match one_shard(&|| "query_pipeline: the transaction".into(), keys, at) {
             Ok(Some(shard)) => shard,
             Ok(None) => {
                 return Err(Error::invalid_input(

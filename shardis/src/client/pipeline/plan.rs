@@ -72,7 +72,7 @@ pub(crate) fn cross_shard(
 /// The one shard every key of `keys` is on, or a `CrossShard` error naming two of them;
 /// `None` when there is no key.
 pub(crate) fn one_shard<'k>(
-    what: &str,
+    what: &dyn Fn() -> String,
     keys: impl Iterator<Item = &'k [u8]>,
     at: &Placement<'_>,
 ) -> Result<Option<usize>> {
@@ -83,7 +83,7 @@ pub(crate) fn one_shard<'k>(
             None => first = Some((key, shard)),
             Some((k0, s0)) if s0 != shard => {
                 return Err(cross_shard(
-                    what,
+                    &what(),
                     (k0, (at.name)(s0)),
                     (key, (at.name)(shard)),
                 ))
@@ -123,7 +123,7 @@ impl Plan {
                     c.shown()
                 )));
             }
-            let what = format!("query_pipeline: command {i} ({})", c.shown());
+            let what = || format!("query_pipeline: command {i} ({})", c.shown());
             match c.split {
                 Some(split) => {
                     let mut parts: Vec<(usize, Vec<usize>)> = Vec::new();
