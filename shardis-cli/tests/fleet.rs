@@ -45,16 +45,27 @@ async fn scan_prints_every_matching_key_once_and_counts() {
             .unwrap();
     }
     let mut conn = direct(&servers[0]).await;
-    let () = redis::cmd("SET").arg("other").arg(1).query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg("other")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let (code, out, _) = shardis(&["--config", c, "scan", "user:*"]);
     assert_eq!(code, 0);
     let keys: Vec<&str> = out.lines().collect();
     assert_eq!(keys.len(), 500);
     assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 500);
-    assert_eq!(shardis(&["--config", c, "scan", "user:*", "--count"]).1, "500\n");
+    assert_eq!(
+        shardis(&["--config", c, "scan", "user:*", "--count"]).1,
+        "500\n"
+    );
     let (_, out, _) = shardis(&["--config", c, "--format", "json", "scan", "*", "--count"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["pattern"].as_str(), v["count"].as_u64()), (Some("*"), Some(501)));
+    assert_eq!(
+        (v["pattern"].as_str(), v["count"].as_u64()),
+        (Some("*"), Some(501))
+    );
     let (_, out, _) = shardis(&["--config", c, "--format", "json", "scan", "oth*"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["keys"], serde_json::json!(["other"]));
@@ -68,7 +79,9 @@ fn run_all_answers_per_shard_and_exits_1_if_one_fails() {
     let (code, out, _) = shardis(&["--config", c, "run-all", "PING"]);
     assert_eq!(code, 0);
     assert_eq!(out, "s0\tPONG\ns1\tPONG\ns2\tPONG\n");
-    let (code, out, _) = shardis(&["--config", c, "--format", "json", "run-all", "CONFIG", "GET", "port"]);
+    let (code, out, _) = shardis(&[
+        "--config", c, "--format", "json", "run-all", "CONFIG", "GET", "port",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for (i, row) in v.as_array().unwrap().iter().enumerate() {
@@ -83,7 +96,10 @@ fn run_all_answers_per_shard_and_exits_1_if_one_fails() {
     let (code, out, _) = shardis(&["--config", c, "--format", "json", "run-all", "DBSIZE"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     // The client needs every primary at start: a dead one is a start-up error (exit 2).
-    assert!(code == 2 || (code == 1 && v[2]["ok"] == false), "{code} {out}");
+    assert!(
+        code == 2 || (code == 1 && v[2]["ok"] == false),
+        "{code} {out}"
+    );
 }
 
 #[test]
@@ -93,8 +109,21 @@ fn bench_pipeline_size_runs_against_shardis_and_direct() {
     let c = file.path().to_str().unwrap();
     for target in ["shardis", "direct"] {
         let (code, out, err) = shardis(&[
-            "--config", c, "--format", "json", "bench", "--target", target, "--duration",
-            "300ms", "--keys", "1000", "--concurrency", "4", "--pipeline-size", "100",
+            "--config",
+            c,
+            "--format",
+            "json",
+            "bench",
+            "--target",
+            target,
+            "--duration",
+            "300ms",
+            "--keys",
+            "1000",
+            "--concurrency",
+            "4",
+            "--pipeline-size",
+            "100",
         ]);
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();

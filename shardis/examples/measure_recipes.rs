@@ -45,12 +45,19 @@ where
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
-    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect::<Result<_, _>>()?;
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start())
+        .collect::<Result<_, _>>()?;
     let client = servers
         .iter()
         .enumerate()
-        .fold(Client::builder(), |b, (i, s)| b.shard(format!("s{i}"), s.url()))
+        .fold(Client::builder(), |b, (i, s)| {
+            b.shard(format!("s{i}"), s.url())
+        })
         .build()
         .await?;
     println!("3 redis-servers, {TASKS} tasks on one thread, {secs} s per measurement");

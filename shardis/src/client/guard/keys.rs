@@ -3,11 +3,14 @@
 //! below, the single-key commands (key at argument 1) and the keyless ones. A command in none
 //! of the tables is refused, never routed by a guess.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use redis::Cmd;
 
 use super::{
-    arguments, command_name, is_in, key_positions, multi_key, refuse_blocking_xread, refuse_unsafe,
-    show, Argument, Keys,
+    arguments, command_name, is_in, key_positions, refuse_blocking_xread, refuse_unsafe, show,
+    Argument, Keys, BLOCKING, CONNECTION_STATE, MULTI_KEY, STREAMING,
 };
 use crate::error::{Error, Result};
 
@@ -58,6 +61,16 @@ const KEYLESS: &[&str] = &[
     "SLOWLOG", "LATENCY", "MEMORY", "SAVE", "BGSAVE", "BGREWRITEAOF",
 ];
 
+/// Script calls, which may have no key.
+const SCRIPTS: &[&str] = &[
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL",
+    "FCALL_RO",
+];
+
 /// How a multi-key command is split per shard in a non-atomic pipeline, and its reply put
 /// back together. Other multi-key commands must have all their keys on one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +92,64 @@ const SPLITS: &[(&str, Split)] = &[
     ("TOUCH", Split::Count),
     ("MSET", Split::Ok),
 ];
+
+/// What the tables say of a command name.
+#[derive(Debug, Clone, Copy)]
+enum Class {
+    /// Refused by `refuse_unsafe` (or `CLIENT`, refused but for its read-only subcommands).
+    Unsafe,
+    /// A multi-key command of the parent's table.
+    Multi {
+        layout: Keys,
+        read: bool,
+        split: Option<Split>,
+    },
+    /// A single-key command: the key is argument 1.
+    Single { read: bool },
+    /// No key.
+    Keyless,
+}
+
+/// Every name of the tables, upper case, with its class: one lookup per command.
+static CLASSES: LazyLock<HashMap<&'static str, Class>> = LazyLock::new(|| {
+    let mut map = HashMap::new();
+    for n in KEYLESS {
+        map.insert(*n, Class::Keyless);
+    }
+    for n in READ_KEY_AT_1 {
+        map.insert(*n, Class::Single { read: true });
+    }
+    for n in WRITE_KEY_AT_1 {
+        map.insert(*n, Class::Single { read: false });
+    }
+    for (n, layout) in MULTI_KEY {
+        let split = SPLITS.iter().find(|(s, _)| s == n).map(|(_, s)| *s);
+        let read = READ_MULTI_KEY.contains(n);
+        map.insert(
+            *n,
+            Class::Multi {
+                layout: *layout,
+                read,
+                split,
+            },
+        );
+    }
+    for n in CONNECTION_STATE.iter().chain(STREAMING).chain(BLOCKING) {
+        map.insert(*n, Class::Unsafe);
+    }
+    map.insert("CLIENT", Class::Unsafe);
+    map
+});
+
+/// The class of a command name, in any case; `None` for a name in no table.
+fn classify(name: &[u8]) -> Option<Class> {
+    let mut upper = [0u8; 32];
+    let upper = upper.get_mut(..name.len())?;
+    for (u, b) in upper.iter_mut().zip(name) {
+        *u = b.to_ascii_uppercase();
+    }
+    CLASSES.get(std::str::from_utf8(upper).ok()?).copied()
+}
 
 /// A command's name, arguments and keys, found before anything is sent.
 #[derive(Debug)]
@@ -119,32 +190,38 @@ impl<'a> CommandKeys<'a> {
 pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a>> {
     let mut iter = arguments(cmd);
     let name = command_name(who, iter.next())?;
-    refuse_unsafe(who, name, || iter.clone().next().flatten())?;
+    let class = classify(name);
+    if matches!(class, Some(Class::Unsafe)) {
+        refuse_unsafe(who, name, || iter.clone().next().flatten())?;
+    }
     let args: Vec<Argument<'a>> = std::iter::once(Some(name)).chain(iter).collect();
-    let (positions, read, split) = if let Some(layout) = multi_key(name) {
-        refuse_blocking_xread(who, name, layout, &args)?;
-        let split = SPLITS
-            .iter()
-            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-            .map(|(_, s)| *s);
-        let positions = key_positions(who, name, layout, &args)?;
-        (positions, is_in(name, READ_MULTI_KEY), split)
-    } else if is_in(name, READ_KEY_AT_1) || is_in(name, WRITE_KEY_AT_1) {
-        if args.len() < 2 {
-            return Err(Error::invalid_input(format!(
-                "{who}: {} has no key argument",
-                show(name)
-            )));
+    let (positions, read, split) = match class {
+        Some(Class::Multi {
+            layout,
+            read,
+            split,
+        }) => {
+            refuse_blocking_xread(who, name, layout, &args)?;
+            (key_positions(who, name, layout, &args)?, read, split)
         }
-        (vec![1], is_in(name, READ_KEY_AT_1), None)
-    } else if is_in(name, KEYLESS) {
-        (Vec::new(), false, None)
-    } else {
-        return Err(Error::invalid_input(format!(
-            "{who}: shardis does not know where the keys of {} are, so it cannot route it; \
-             send it alone with query(key, cmd), which routes by the key you give",
-            show(name)
-        )));
+        Some(Class::Single { read }) => {
+            if args.len() < 2 {
+                return Err(Error::invalid_input(format!(
+                    "{who}: {} has no key argument",
+                    show(name)
+                )));
+            }
+            (vec![1], read, None)
+        }
+        // `CLIENT` with a subcommand that only reads passed `refuse_unsafe`: keyless.
+        Some(Class::Keyless | Class::Unsafe) => (Vec::new(), false, None),
+        None => {
+            return Err(Error::invalid_input(format!(
+                "{who}: shardis does not know where the keys of {} are, so it cannot route \
+                 it; send it alone with query(key, cmd), which routes by the key you give",
+                show(name)
+            )))
+        }
     };
     if let Some(&i) = positions.iter().find(|&&i| args[i].is_none()) {
         return Err(Error::invalid_input(format!(
@@ -152,21 +229,16 @@ pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a
             show(name)
         )));
     }
-    if matches!(
-        multi_key(name),
-        Some(Keys::Every { .. } | Keys::Counted { .. })
-    ) && positions.is_empty()
-        && !is_in(
-            name,
-            &[
-                "EVAL",
-                "EVALSHA",
-                "EVAL_RO",
-                "EVALSHA_RO",
-                "FCALL",
-                "FCALL_RO",
-            ],
+    // `MGET` with no key, `ZUNION 0`: Redis refuses them; only scripts may have no key.
+    if positions.is_empty()
+        && matches!(
+            class,
+            Some(Class::Multi {
+                layout: Keys::Every { .. } | Keys::Counted { .. },
+                ..
+            })
         )
+        && !is_in(name, SCRIPTS)
     {
         return Err(Error::invalid_input(format!(
             "{who}: {} has no key",
