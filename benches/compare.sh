@@ -3,6 +3,8 @@
 # starts 4 redis-servers and one nutcracker (ketama, fnv1a_64, same servers) on loopback, then
 # runs `shardis bench` against the three targets interleaved (A B C A B C ...) for a GET/SET
 # mix and for 10-key MGET, and prints the medians and the ratios.
+# WORKLOADS="getset mget pipeline" picks the workloads (default: getset mget); `pipeline` is
+# one pipeline of 100 GET/SET commands (80/20) per operation (`bench --pipeline-size 100`).
 #
 #   benches/compare.sh [ROUNDS] [DURATION] [CONCURRENCY] [THREADS]     defaults: 5 5s 64 1
 # (THREADS: the load generator's runtime threads, `shardis bench --threads`.)
@@ -15,7 +17,8 @@ threads=${4:-1}
 
 deploy/install-deps.sh
 cargo build --release --quiet --bin shardis
-bin=target/release/shardis
+bin=${CARGO_TARGET_DIR:-target}/release/shardis
+workloads=${WORKLOADS:-getset mget}
 nutcracker=$(command -v nutcracker || echo /usr/sbin/nutcracker)
 
 work=$(mktemp -d)
@@ -89,9 +92,10 @@ run() { # workload target extra-args...
 }
 # One population through shardis (ketama places keys exactly where nutcracker would).
 "$bin" --config "$work/shardis.toml" --format json bench --duration 100ms --keys 100000 >/dev/null 2>&1
-for workload in getset mget; do
+for workload in $workloads; do
   args=(--read-ratio 0.8)
   [ "$workload" = mget ] && args=(--read-ratio 1.0 --mget-size 10)
+  [ "$workload" = pipeline ] && args=(--read-ratio 0.8 --pipeline-size 100)
   for r in $(seq 1 "$rounds"); do
     for target in shardis proxy direct; do
       run "$workload" "$target" "${args[@]}"
@@ -101,7 +105,7 @@ done
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 printf '\n%-8s %-8s %14s %10s %8s\n' workload target "median ops/s" "p99 us" errors
-for workload in getset mget; do
+for workload in $workloads; do
   for target in shardis proxy direct; do
     ops=$(awk -v w=$workload -v t=$target '$1==w && $2==t {print $3}' "$results" | median)
     p99=$(awk -v w=$workload -v t=$target '$1==w && $2==t {print $4}' "$results" | median)
@@ -111,7 +115,7 @@ for workload in getset mget; do
   done
 done
 echo
-for workload in getset mget; do
+for workload in $workloads; do
   s=$(eval echo "\$ops_${workload}_shardis"); p=$(eval echo "\$ops_${workload}_proxy"); d=$(eval echo "\$ops_${workload}_direct")
   awk -v w=$workload -v s="$s" -v p="$p" -v d="$d" \
     'BEGIN {printf "%-8s shardis/proxy %.2f   shardis/direct %.2f\n", w, s/p, s/d}'

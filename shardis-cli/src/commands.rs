@@ -49,6 +49,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             locate(&config, format, &keys)
         }
+        Command::Scan { pattern, count } => {
+            let client = client(cli.config.as_deref()).await?;
+            crate::fleet::scan(&client, format, &pattern, count).await
+        }
+        Command::RunAll { command } => {
+            let client = client(cli.config.as_deref()).await?;
+            crate::fleet::run_all(&client, format, &command).await
+        }
         Command::Get { key } => {
             let client = client(cli.config.as_deref()).await?;
             let key = key.as_bytes();

@@ -7,6 +7,8 @@
 //! shardis --config FILE locate KEY...     (`-` reads keys from stdin, one per line)
 //! shardis --config FILE stats [--watch 2s]
 //! shardis --config FILE invalidate [--namespace NS] KEY... | --tag TAG | --pattern PAT
+//! shardis --config FILE scan PATTERN [--count]
+//! shardis --config FILE run-all CMD ARGS...
 //! shardis demo
 //! ```
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
@@ -19,11 +21,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_pipeline;
 mod commands;
 mod demo;
 mod demo_cache;
 mod error;
 mod invalidate;
+mod fleet;
 mod output;
 mod parse;
 mod remap;
@@ -96,6 +100,22 @@ enum Command {
     /// Delete cache keys (as `shardis::cache` stores them): by key, by tag over every shard, or
     /// by pattern with SCAN on every shard's primary.
     Invalidate(invalidate::InvalidateArgs),
+    /// Every key matching a glob PATTERN (as SCAN ... MATCH), from every shard's primary,
+    /// scanned concurrently: one key a line, or with --count only their number.
+    Scan {
+        /// The pattern (Redis glob syntax: `user:*`, `session:?`, `[ab]*`).
+        pattern: OsString,
+        /// Print only how many keys match.
+        #[arg(long)]
+        count: bool,
+    },
+    /// Run one keyless command (INFO, DBSIZE, PING, SCRIPT FLUSH, CONFIG GET ...) on every
+    /// shard's primary at once; print each shard's reply. Exit 1 if a shard failed.
+    RunAll {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
     Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.

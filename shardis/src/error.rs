@@ -29,6 +29,14 @@ pub enum ErrorKind {
     ShardUnavailable,
     /// An I/O error outside a Redis connection (reading a config file, spawning a process).
     Io,
+    /// A transaction (atomic pipeline) or a script has keys on more than one shard: refused
+    /// before anything is sent. The message names two of the keys and their shards.
+    CrossShard,
+    /// A lock is held by someone else and was not released within the wait.
+    LockNotAcquired,
+    /// A lock's extend or release found it no longer held by this holder: it expired (and
+    /// may have been taken by another).
+    LockLost,
 }
 
 impl ErrorKind {
@@ -43,6 +51,9 @@ impl ErrorKind {
             ErrorKind::Type => "type",
             ErrorKind::ShardUnavailable => "shard_unavailable",
             ErrorKind::Io => "io",
+            ErrorKind::CrossShard => "cross_shard",
+            ErrorKind::LockNotAcquired => "lock_not_acquired",
+            ErrorKind::LockLost => "lock_lost",
         }
     }
 }

@@ -48,6 +48,8 @@
 //! - [`cache`] (feature `cache`): typed cache-aside over a [`Client`]: codecs and the stored
 //!   envelope, single-flight and cross-process load locks, early refresh, degradation, and
 //!   invalidation by key, tag and pattern.
+//! - `recipes/`: the lock (feature `lock`) and the rate limiter (feature `rate-limit`), on
+//!   top of `client`'s scripts.
 //! - [`twemproxy`] (feature `twemproxy`): loading a twemproxy (nutcracker) pool as a shardis
 //!   config.
 //!
@@ -62,6 +64,13 @@
 //! - `prometheus`: `metrics::serve_prometheus` installs a Prometheus recorder and serves
 //!   `/metrics`, for services without an exporter of their own (and `shardis bench
 //!   --prometheus`).
+//!
+//! - `scripts` (default): [`Client::invoke_script`] (redis-rs's `script` feature), for
+//!   services that run Lua on their cache; needed by `lock` and `rate-limit`.
+//! - `lock` (default): [`Client::lock`], a single-shard lock with fencing tokens, for jobs
+//!   that must run once at a time and for guarded cache fills.
+//! - `rate-limit` (default): [`Client::rate_limit`], GCRA in one script call, for services
+//!   that throttle per user or key.
 //!
 //! Local Redis processes for tests live in the separate `shardis-testkit` crate, and the
 //! command line in `shardis-cli`.
@@ -78,6 +87,8 @@ mod health;
 mod node;
 mod options;
 mod pool;
+#[cfg(any(feature = "lock", feature = "rate-limit"))]
+mod recipes;
 mod router;
 mod topology;
 
@@ -97,6 +108,12 @@ pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
 pub use options::{HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions};
 pub use placement::HashTag;
+#[cfg(feature = "lock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
+pub use recipes::lock::{Lock, LockBuilder};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use recipes::rate_limit::{RateLimit, RateLimitDecision};
 pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, DEFAULT_PORT, MAX_WEIGHT};
 
 /// Re-export of the `redis` crate, for [`Client::query`]'s commands and the value traits.

@@ -33,7 +33,10 @@ pub use prometheus::serve_prometheus;
 /// Labels: `shard`, `role`, `command`, `outcome`.
 /// - `command`: `GET`, `SET` (also `set_ex`), `DEL` (also `del_many`), `EXISTS`, `PEXPIRE`,
 ///   `PTTL`, `INCRBY`, `MGET`, `MSET`, and `QUERY` for every command sent by `query` and
-///   `query_read` (their own names are not recorded, to keep the label set small).
+///   `query_read` (their own names are not recorded, to keep the label set small) and by
+///   `on_every_shard`; `PIPELINE` for each shard's part of a `query_pipeline`, `MULTI` for a
+///   transaction, `EVALSHA` for a script (the lock and the rate limiter included), `SCAN` for
+///   each call of a scan.
 /// - `outcome`: `ok` (any reply, error replies excepted); `error` (an error reply, a connection
 ///   failure); `timeout` (no connection or no reply in time); `unavailable` (refused before any
 ///   I/O: the shard's endpoints are down, or every shard is ejected — then `shard` is empty).

@@ -16,7 +16,7 @@ use crate::control::{unavailable, Outcome};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::Role;
 use crate::metrics::{self, FailoverKind, RequestOutcome, Started};
-use crate::node::Node;
+use crate::node::{Node, Request};
 use crate::options::ReadFrom;
 use crate::router::{RoutingTable, ShardRoute};
 
@@ -52,7 +52,9 @@ impl Client {
             );
             return Err(fail_fast(no_shard()).await);
         };
-        let reply = self.exec(&table, route, name, cmd, access).await?;
+        let reply = self
+            .exec(&table, route, name, Request::Cmd(cmd), access)
+            .await?;
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
     }
 
@@ -65,7 +67,7 @@ impl Client {
         table: &RoutingTable,
         route: &ShardRoute,
         name: &'static str,
-        cmd: &Cmd,
+        request: Request<'_>,
         access: Access,
     ) -> Result<Value> {
         let routing = &table.options().routing;
@@ -82,9 +84,9 @@ impl Client {
             let e = unavailable(route, access == Access::Write, routing.on_primary_down);
             return Err(fail_fast(e).await);
         };
-        let (served_by, result) = match self.attempt(route, node, name, cmd).await {
+        let (served_by, result) = match self.attempt(route, node, name, request).await {
             Err(e) if e.is_failover_candidate() || e.is_transient() => match fallback {
-                Some(other) => (other, self.attempt(route, other, name, cmd).await),
+                Some(other) => (other, self.attempt(route, other, name, request).await),
                 None => (node, Err(e)),
             },
             result => (node, result),
@@ -106,7 +108,7 @@ impl Client {
         route: &ShardRoute,
         node: &Arc<Node>,
         name: &'static str,
-        cmd: &Cmd,
+        request: Request<'_>,
     ) -> Result<Value> {
         let span = tracing::debug_span!(
             "shardis",
@@ -115,7 +117,7 @@ impl Client {
             endpoint = node.label()
         );
         let started = Started::now();
-        let result = node.query(cmd).instrument(span).await;
+        let result = node.send(request).instrument(span).await;
         let role = if Arc::ptr_eq(node, &route.primary) {
             Role::Primary
         } else {
@@ -176,7 +178,9 @@ impl Client {
                 }
                 let range = range.clone();
                 async move {
-                    let reply = self.exec(table, route, name, &cmd, access).await?;
+                    let reply = self
+                        .exec(table, route, name, Request::Cmd(&cmd), access)
+                        .await?;
                     Ok::<_, Error>((range, reply))
                 }
             })
@@ -210,14 +214,14 @@ impl Client {
 /// Returns `e` after yielding to the runtime: a request that fails without any I/O (its shard
 /// is down) gives the other tasks — the health monitor among them — their turn, so that loops
 /// retrying such requests cannot keep a worker to themselves.
-async fn fail_fast(e: Error) -> Error {
+pub(super) async fn fail_fast(e: Error) -> Error {
     tokio::task::yield_now().await;
     e
 }
 
 /// The role a request refused before any I/O needed, as `shardis_requests_total` labels it:
 /// the primary for writes, the policy's first choice for reads.
-fn needed_role(access: Access, read_from: ReadFrom) -> Role {
+pub(super) fn needed_role(access: Access, read_from: ReadFrom) -> Role {
     match (access, read_from) {
         (Access::Read, ReadFrom::PreferReplica) => Role::Replica,
         _ => Role::Primary,
@@ -225,7 +229,7 @@ fn needed_role(access: Access, read_from: ReadFrom) -> Role {
 }
 
 /// The error of a request when every shard is ejected.
-fn no_shard() -> Error {
+pub(super) fn no_shard() -> Error {
     Error::new(
         ErrorKind::ShardUnavailable,
         "every shard is ejected (its primary down); no shard can take the key",

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
-use redis::{Cmd, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
 use crate::health::{Health, HealthState};
@@ -21,6 +21,19 @@ mod probe;
 
 use probe::Prober;
 pub(crate) use probe::ServerRole;
+
+/// What one request sends to an endpoint.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// One command; an error reply is an error.
+    Cmd(&'a Cmd),
+    /// A pipeline: its replies come back as one array, error replies inside it (the pipeline
+    /// must be built with `ignore_errors`); a transaction's as the `EXEC` reply.
+    Pipeline(&'a Pipeline),
+    /// A script: `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` and the call once more.
+    #[cfg(feature = "scripts")]
+    Script(&'a redis::ScriptInvocation<'a>),
+}
 
 /// One endpoint's pool.
 pub(crate) struct Node {
@@ -257,10 +270,19 @@ impl Node {
     /// Runs one command. The reply is returned unconverted: a reply of an unexpected type is
     /// the caller's problem, not the connection's.
     pub(crate) async fn query(&self, cmd: &Cmd) -> Result<Value> {
+        self.send(Request::Cmd(cmd)).await
+    }
+
+    /// Sends one request; the reply is returned unconverted.
+    pub(crate) async fn send(&self, request: Request<'_>) -> Result<Value> {
         let mut conn = self.connection().await?;
-        cmd.query_async::<Value>(&mut conn.inner)
-            .await
-            .map_err(|e| self.fail(&conn, e))
+        let reply = match request {
+            Request::Cmd(cmd) => cmd.query_async::<Value>(&mut conn.inner).await,
+            Request::Pipeline(pipe) => pipe.query_async::<Value>(&mut conn.inner).await,
+            #[cfg(feature = "scripts")]
+            Request::Script(call) => call.invoke_async::<Value>(&mut conn.inner).await,
+        };
+        reply.map_err(|e| self.fail(&conn, e))
     }
 
     fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {
