@@ -87,7 +87,9 @@ pub use config::Config;
 pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
 pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
-pub use options::{HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions};
+pub use options::{
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+};
 pub use placement::HashTag;
 pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, DEFAULT_PORT, MAX_WEIGHT};
 

@@ -9,6 +9,8 @@
 //! - `commands`: the public commands.
 //! - `exec`: the request path (route, policy, attempt, health record, fan-out).
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
+//! - `hedge`: hedged reads (`hedge_after_ms`): the race of a slow read against its shard's
+//!   other endpoint. (Read coalescing, per endpoint, lives in `node`.)
 //! - `args`: argument encoding and limits.
 //! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
 //!   commands).
@@ -31,6 +33,7 @@ mod commands;
 mod exec;
 mod fanout;
 mod guard;
+mod hedge;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;

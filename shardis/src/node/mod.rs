@@ -17,8 +17,12 @@ use crate::options::{HealthOptions, PoolOptions};
 use crate::pool::{Conn, Manager};
 use crate::topology::Endpoint;
 
+mod coalesce;
+mod latency;
 mod probe;
 
+use coalesce::Lane;
+pub(crate) use latency::{HedgeBudget, Latency};
 use probe::Prober;
 pub(crate) use probe::ServerRole;
 
@@ -44,6 +48,12 @@ pub(crate) struct Node {
     prober: Prober,
     /// Shared with the manager's connections: raising it retires them all.
     generation: Arc<AtomicU64>,
+    /// Reads waiting for the batch in flight (`coalesce_reads`).
+    lane: Arc<Lane>,
+    /// Recent read latencies, for adaptive hedging.
+    latency: Latency,
+    /// Hedges away from this endpoint still allowed.
+    hedges: HedgeBudget,
 }
 
 impl std::fmt::Debug for Node {
@@ -117,6 +127,9 @@ impl Node {
             turn: AtomicUsize::new(0),
             prober,
             generation,
+            lane: Arc::default(),
+            latency: Latency::default(),
+            hedges: HedgeBudget::default(),
         })
     }
 
@@ -142,6 +155,16 @@ impl Node {
     /// Request connections open now, and the number aimed for.
     pub(crate) fn connections(&self) -> (u32, u32) {
         (self.pool.state().connections, self.max_connections)
+    }
+
+    /// Recent read latencies (recorded only while hedging is adaptive).
+    pub(crate) fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The budget of hedges away from this endpoint.
+    pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
+        &self.hedges
     }
 
     /// The health state machine.
