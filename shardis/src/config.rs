@@ -480,6 +480,40 @@ mod tests {
     }
 
     #[test]
+    fn coalescing_and_hedging_parse_and_are_checked() {
+        let parse = |pool: &str, routing: &str| {
+            Config::from_toml_str(&format!("[pool]\n{pool}\n[routing]\n{routing}\n{SHARD}"))
+        };
+        let replicas = "read_from = \"primary_then_replica\"";
+        let o = parse("", "").unwrap();
+        assert_eq!(
+            o.options().pool.coalesce_reads,
+            PoolOptions::DEFAULT_COALESCE_READS
+        );
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Off);
+        let o = parse("coalesce_reads = false\nhedge_after_ms = 5", replicas).unwrap();
+        assert!(!o.options().pool.coalesce_reads);
+        assert_eq!(
+            o.options().pool.hedge_after,
+            HedgeAfter::Fixed(Duration::from_millis(5))
+        );
+        let o = parse("hedge_after_ms = \"adaptive\"", replicas).unwrap();
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Adaptive);
+        let o = parse("hedge_after_ms = \"off\"", "").unwrap();
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Off);
+        for (pool, routing) in [
+            ("hedge_after_ms = \"soon\"", replicas),
+            ("hedge_after_ms = 0", replicas),
+            ("hedge_after_ms = 500", replicas),
+            ("hedge_after_ms = 5", ""),
+            ("hedge_after_ms = \"adaptive\"", "read_from = \"primary\""),
+        ] {
+            let e = parse(pool, routing).unwrap_err();
+            assert!(e.to_string().contains("pool.hedge_after_ms"), "{pool}: {e}");
+        }
+    }
+
+    #[test]
     fn every_algorithm_parses_with_its_parameters() {
         for (text, want) in [
             (
