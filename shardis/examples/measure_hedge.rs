@@ -24,6 +24,9 @@ const HANG: Duration = Duration::from_secs(2);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// One run: steady-state extra share, hang p50, p99 and max (µs), failed reads in the hang.
+type Run = (f64, u64, u64, u64, u64);
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let rounds: usize = std::env::args()
@@ -38,7 +41,7 @@ async fn main() -> Result<()> {
     println!(
         "{READERS} readers (GET of random keys), primary_then_replica, response timeout 300 ms, default probes; {rounds} rounds per variant, interleaved"
     );
-    let mut rows: Vec<Vec<(f64, u64, u64, u64, u64)>> = vec![Vec::new(); variants.len()];
+    let mut rows: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     for _ in 0..rounds {
         for (i, (_, hedge)) in variants.iter().enumerate() {
             rows[i].push(one(*hedge).await?);
@@ -49,7 +52,7 @@ async fn main() -> Result<()> {
         "hedge", "steady extra", "hang p50 us", "hang p99 us", "hang max us", "errors"
     );
     for ((name, _), runs) in variants.iter().zip(&mut rows) {
-        let med = |f: &dyn Fn(&(f64, u64, u64, u64, u64)) -> f64| {
+        let med = |f: &dyn Fn(&Run) -> f64| {
             let mut v: Vec<f64> = runs.iter().map(f).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
@@ -79,7 +82,7 @@ fn key_reads(s: &RedisServer) -> Result<u64> {
 
 /// One fresh primary and replica. Returns (steady extra share, hang p50, p99, max in µs,
 /// failed reads during the hang).
-async fn one(hedge: HedgeAfter) -> Result<(f64, u64, u64, u64, u64)> {
+async fn one(hedge: HedgeAfter) -> Result<Run> {
     let primary = RedisServer::start()?;
     let port = primary.port().to_string();
     let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])?;

@@ -107,7 +107,7 @@ async fn merged_reads_are_correct_under_256_concurrent_callers_with_overlapping_
         .map(|i| (key(i), format!("v:{i}")))
         .collect();
     client.mset(&items).await.unwrap();
-    let expect = |i: u64| (i % 2 == 0).then(|| format!("v:{i}"));
+    let expect = |i: u64| i.is_multiple_of(2).then(|| format!("v:{i}"));
     let shard_of: HashMap<u64, String> = (0..KEYS)
         .map(|i| (i, client.locate(key(i).as_str()).to_string()))
         .collect();
