@@ -396,6 +396,29 @@ impl Error {
             .and_then(|e| e.code())
     }
 
+    /// A copy of this error for another caller (each caller of a merged read gets its own):
+    /// kind, message, shard, endpoint and whether it was sent; a redis-rs source is kept
+    /// (its `server_code` too), another source is not.
+    pub(crate) fn duplicate(&self) -> Self {
+        let i = &self.inner;
+        let source = i
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
+            .map(|e| Box::new(e.clone()) as Box<dyn std::error::Error + Send + Sync>);
+        Error {
+            inner: Box::new(Inner {
+                kind: i.kind,
+                message: i.message.clone(),
+                shard: i.shard.clone(),
+                endpoint: i.endpoint.clone(),
+                config: i.config.clone(),
+                sent: i.sent,
+                source,
+            }),
+        }
+    }
+
     /// Marks the request as written to a connection before it failed.
     pub(crate) fn sent(mut self) -> Self {
         self.inner.sent = true;

@@ -33,14 +33,17 @@
 //! - `health`: the up / suspect / down state machine of one endpoint, and [`Event`]s.
 //! - `pool`: our bb8 connection manager over redis-rs multiplexed connections (timeouts, broken
 //!   connections dropped).
-//! - `node`: one endpoint's pool and its health state.
+//! - `node`: one endpoint's pool and its health state; read coalescing (`coalesce_reads`: the
+//!   endpoint's lane of reads waiting for the batch in flight) and what hedging knows of the
+//!   endpoint (recent read latency, hedge budget).
 //! - `router`: the immutable routing table snapshot in `arc-swap`, the read and write targets
 //!   of a shard, and the placement in force before the last change.
 //! - `control/`: everything that changes the routing table, one change at a time: table builds,
 //!   swaps, config reloads and the watcher, failover (eject, rejoin, promote), the probe
 //!   monitor, status, and the one `record()` of request and probe outcomes.
 //! - `client/`: the public [`Client`] and [`ClientBuilder`]: commands, the request path, the
-//!   per-shard fan-out plan of multi-key commands, argument encoding.
+//!   per-shard fan-out plan of multi-key commands, hedged reads (`hedge_after_ms`), argument
+//!   encoding.
 //! - `config`: the TOML config file.
 //! - [`metrics`]: the metric names (a contract), their descriptions, the recording helpers of
 //!   the request path (each route keeps its registered handles) and of `control` (compiled away
@@ -106,7 +109,9 @@ pub use config::Config;
 pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
 pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
-pub use options::{HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions};
+pub use options::{
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+};
 pub use placement::HashTag;
 #[cfg(feature = "lock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]

@@ -82,6 +82,28 @@ pub const POOL_CONNECTIONS: &str = "shardis_pool_connections";
 /// No labels.
 pub const ROUTING_TABLE_VERSION: &str = "shardis_routing_table_version";
 
+/// Counter: merged `MGET`s sent by read coalescing (`pool.coalesce_reads`) that carried the
+/// reads of two or more callers. A read sent alone is not counted.
+///
+/// Labels: `shard`.
+pub const COALESCED_BATCHES_TOTAL: &str = "shardis_coalesced_batches_total";
+
+/// Counter: reads (`get` calls and per-shard parts of `mget` calls) that went in a merged
+/// `MGET` with other callers' reads. Divided by [`COALESCED_BATCHES_TOTAL`]: the mean number
+/// of callers per merged batch.
+///
+/// Labels: `shard`.
+pub const COALESCED_READS_TOTAL: &str = "shardis_coalesced_reads_total";
+
+/// Counter: hedged reads (`pool.hedge_after_ms`), by what came of them.
+///
+/// Labels: `shard`, `result`:
+/// - `won`: the hedge, sent to the shard's other endpoint, answered first;
+/// - `lost`: the first endpoint answered first (the hedge was extra load);
+/// - `capped`: the delay passed without an answer, but the hedge budget (5% of reads) was
+///   spent, so no hedge was sent.
+pub const HEDGED_READS_TOTAL: &str = "shardis_hedged_reads_total";
+
 /// Counter (cache layer): lookups by what they found.
 ///
 /// Labels: `result`: `hit` (a fresh value), `miss` (no value), `stale` (a value past its
@@ -145,6 +167,21 @@ pub fn describe() {
     describe_gauge!(
         ROUTING_TABLE_VERSION,
         "Version of the routing table in force (+1 per swap, ejection, rejoin or promotion)."
+    );
+    describe_counter!(
+        COALESCED_BATCHES_TOTAL,
+        Unit::Count,
+        "Merged MGETs that carried the reads of two or more callers (coalesce_reads)."
+    );
+    describe_counter!(
+        COALESCED_READS_TOTAL,
+        Unit::Count,
+        "Reads (get calls, mget parts) sent in a merged MGET with other callers' reads."
+    );
+    describe_counter!(
+        HEDGED_READS_TOTAL,
+        Unit::Count,
+        "Hedged reads by result (won, lost, capped)."
     );
     describe_counter!(
         CACHE_REQUESTS_TOTAL,
@@ -222,6 +259,25 @@ impl FailoverKind {
             FailoverKind::Eject => "eject",
             FailoverKind::Rejoin => "rejoin",
             FailoverKind::Promote => "promote",
+        }
+    }
+}
+
+/// The `result` of a hedged read, as [`HEDGED_READS_TOTAL`] labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HedgeResult {
+    Won,
+    Lost,
+    Capped,
+}
+
+impl HedgeResult {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn as_str(self) -> &'static str {
+        match self {
+            HedgeResult::Won => "won",
+            HedgeResult::Lost => "lost",
+            HedgeResult::Capped => "capped",
         }
     }
 }

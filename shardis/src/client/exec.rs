@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::Role;
 use crate::metrics::{self, FailoverKind, RequestOutcome, Started};
 use crate::node::{Node, Request};
-use crate::options::ReadFrom;
+use crate::options::{HedgeAfter, ReadFrom};
 use crate::router::{RoutingTable, ShardRoute};
 
 /// Whether a command only reads (and may go to a replica under the read policy) or writes.
@@ -25,6 +25,14 @@ use crate::router::{RoutingTable, ShardRoute};
 pub(crate) enum Access {
     Read,
     Write,
+}
+
+/// How an attempt is sent: merged with other callers' reads (`coalesce_reads`, for `GET`s
+/// and `MGET` parts), and whether its latency feeds adaptive hedging.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sending {
+    pub(crate) coalesce: bool,
+    pub(crate) time_reads: bool,
 }
 
 /// One shard's reply to its part of a multi-key command: the range of the plan's order its
@@ -61,7 +69,9 @@ impl Client {
     /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
     /// a connection error, a timeout or a transient server error (`LOADING`, `BUSY`,
     /// `MASTERDOWN`, `TRYAGAIN`) is sent once more, at once, to the fallback endpoint.
-    /// A read a replica serves in the primary's stead counts as a `replica_read` failover.
+    /// With `hedge_after_ms`, a read unanswered after the delay also goes to the fallback
+    /// endpoint (see `hedge`). A read a replica serves in the primary's stead (not as a hedge)
+    /// counts as a `replica_read` failover.
     pub(super) async fn exec(
         &self,
         table: &RoutingTable,
@@ -84,17 +94,31 @@ impl Client {
             let e = unavailable(route, access == Access::Write, routing.on_primary_down);
             return Err(fail_fast(e).await);
         };
-        let (served_by, result) = match self.attempt(route, node, name, request).await {
-            Err(e) if e.is_failover_candidate() || e.is_transient() => match fallback {
-                Some(other) => (other, self.attempt(route, other, name, request).await),
+        let pool = &table.options().pool;
+        let read = access == Access::Read;
+        let how = Sending {
+            coalesce: read && pool.coalesce_reads && matches!(name, "GET" | "MGET"),
+            time_reads: read && pool.hedge_after == HedgeAfter::Adaptive,
+        };
+        let (served_by, result, both) = match fallback {
+            Some(other) if read && pool.hedge_after != HedgeAfter::Off => {
+                self.hedged(route, node, other, pool.hedge_after, name, request, how)
+                    .await
+            }
+            _ => (node, self.attempt(route, node, name, request, how).await, false),
+        };
+        let (served_by, result) = match result {
+            Err(e) if !both && (e.is_failover_candidate() || e.is_transient()) => match fallback {
+                Some(other) => (other, self.attempt(route, other, name, request, how).await),
                 None => (node, Err(e)),
             },
-            result => (node, result),
+            result => (served_by, result),
         };
         // Only `primary_then_replica` reads a replica instead of the primary: `primary` never
         // reads one, and `prefer_replica` reads them by choice.
         if routing.read_from == ReadFrom::PrimaryThenReplica
             && result.is_ok()
+            && !both
             && !Arc::ptr_eq(served_by, &route.primary)
         {
             metrics::failover(&route.name, FailoverKind::ReplicaRead);
@@ -103,12 +127,13 @@ impl Client {
     }
 
     /// One try on one endpoint, recorded for its health and in the request metrics.
-    async fn attempt(
+    pub(super) async fn attempt(
         &self,
         route: &ShardRoute,
         node: &Arc<Node>,
         name: &'static str,
         request: Request<'_>,
+        how: Sending,
     ) -> Result<Value> {
         let span = tracing::debug_span!(
             "shardis",
@@ -117,7 +142,21 @@ impl Client {
             endpoint = node.label()
         );
         let started = Started::now();
-        let result = node.send(request).instrument(span).await;
+        let timed = how.time_reads.then(std::time::Instant::now);
+        let result = match request {
+            Request::Cmd(cmd) if how.coalesce => {
+                let (result, callers) =
+                    node.read_merged(cmd, name == "GET").instrument(span).await;
+                if callers > 1 {
+                    route.metrics.coalesced(callers);
+                }
+                result
+            }
+            _ => node.send(request).instrument(span).await,
+        };
+        if let (Some(t), Ok(_)) = (timed, &result) {
+            node.latency().record(t.elapsed());
+        }
         let role = if Arc::ptr_eq(node, &route.primary) {
             Role::Primary
         } else {

@@ -9,6 +9,8 @@
 //! - `commands`: the public commands.
 //! - `exec`: the request path (route, policy, attempt, health record, fan-out).
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
+//! - `hedge`: hedged reads (`hedge_after_ms`): the race of a slow read against its shard's
+//!   other endpoint. (Read coalescing, per endpoint, lives in `node`.)
 //! - `args`: argument encoding and limits.
 //! - `shardwise`: commands addressed to a shard by name (work that visits every shard).
 //! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
@@ -41,6 +43,7 @@ mod pipeline;
 mod scan;
 #[cfg(feature = "scripts")]
 mod script;
+mod hedge;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;

@@ -15,6 +15,9 @@ impl RouteMetrics {
     pub(crate) fn new(_: &ShardName) -> RouteMetrics {
         RouteMetrics
     }
+
+    #[inline(always)]
+    pub(crate) fn coalesced(&self, _: usize) {}
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +35,9 @@ impl Started {
 
 #[inline(always)]
 pub(crate) fn unavailable(_: Option<&ShardName>, _: Role, _: &'static str) {}
+
+#[inline(always)]
+pub(crate) fn hedge(_: &ShardName, _: HedgeResult) {}
 
 #[inline(always)]
 pub(crate) fn failover(_: &ShardName, _: FailoverKind) {}

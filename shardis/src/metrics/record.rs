@@ -126,6 +126,8 @@ pub(crate) struct RouteMetrics {
     shard: SharedString,
     ok: [Kept<Counter>; 2 * COMMANDS],
     duration: [Kept<Histogram>; 2],
+    /// `shardis_coalesced_batches_total` and `shardis_coalesced_reads_total`.
+    coalesced: [Kept<Counter>; 2],
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -140,7 +142,27 @@ impl RouteMetrics {
             shard: shared(shard.shared()),
             ok: std::array::from_fn(|_| Kept::new()),
             duration: std::array::from_fn(|_| Kept::new()),
+            coalesced: std::array::from_fn(|_| Kept::new()),
         }
+    }
+
+    /// Records a merged `MGET` that carried the reads of `callers` callers.
+    pub(crate) fn coalesced(&self, callers: usize) {
+        with_recorder(|recorder| {
+            for (kept, name, n) in [
+                (&self.coalesced[0], COALESCED_BATCHES_TOTAL, 1),
+                (&self.coalesced[1], COALESCED_READS_TOTAL, callers as u64),
+            ] {
+                kept.apply(
+                    recorder,
+                    |rec| {
+                        let labels = vec![Label::new("shard", self.shard.clone())];
+                        rec.register_counter(&Key::from_parts(name, labels), &METADATA)
+                    },
+                    |counter| counter.increment(n),
+                );
+            }
+        });
     }
 }
 
@@ -206,6 +228,12 @@ pub(crate) fn unavailable(shard: Option<&ShardName>, role: Role, command: &'stat
 /// Records a failover action on `shard`.
 pub(crate) fn failover(shard: &ShardName, kind: FailoverKind) {
     counter!(FAILOVERS_TOTAL, "shard" => shared(shard.shared()), "kind" => kind.as_str())
+        .increment(1);
+}
+
+/// Records what came of a hedged read on `shard`.
+pub(crate) fn hedge(shard: &ShardName, result: HedgeResult) {
+    counter!(HEDGED_READS_TOTAL, "shard" => shared(shard.shared()), "result" => result.as_str())
         .increment(1);
 }
 

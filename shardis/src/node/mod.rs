@@ -17,12 +17,17 @@ use crate::options::{HealthOptions, PoolOptions};
 use crate::pool::{is_turned_away, Conn, Manager};
 use crate::topology::Endpoint;
 
+mod coalesce;
+mod latency;
 mod probe;
 
+use coalesce::Lane;
+pub(crate) use latency::{HedgeBudget, Latency};
 use probe::Prober;
 pub(crate) use probe::ServerRole;
 
 /// What one request sends to an endpoint.
+#[derive(Clone, Copy)]
 #[derive(Clone, Copy)]
 pub(crate) enum Request<'a> {
     /// One command; an error reply is an error.
@@ -57,6 +62,12 @@ pub(crate) struct Node {
     prober: Prober,
     /// Shared with the manager's connections: raising it retires them all.
     generation: Arc<AtomicU64>,
+    /// Reads waiting for the batch in flight (`coalesce_reads`).
+    lane: Arc<Lane>,
+    /// Recent read latencies, for adaptive hedging.
+    latency: Latency,
+    /// Hedges away from this endpoint still allowed.
+    hedges: HedgeBudget,
 }
 
 impl std::fmt::Debug for Node {
@@ -130,6 +141,9 @@ impl Node {
             turn: AtomicUsize::new(0),
             prober,
             generation,
+            lane: Arc::default(),
+            latency: Latency::default(),
+            hedges: HedgeBudget::default(),
         })
     }
 
@@ -155,6 +169,16 @@ impl Node {
     /// Request connections open now, and the number aimed for.
     pub(crate) fn connections(&self) -> (u32, u32) {
         (self.pool.state().connections, self.max_connections)
+    }
+
+    /// Recent read latencies (recorded only while hedging is adaptive).
+    pub(crate) fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The budget of hedges away from this endpoint.
+    pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
+        &self.hedges
     }
 
     /// The health state machine.
