@@ -14,6 +14,10 @@
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
 //! no key, 2 on an error.
 
+// The load generator's task (every workload of `bench` in one spawned future) nests deep
+// futures; the default limit (128) is too low to check that it is `Send`.
+#![recursion_limit = "256"]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +30,8 @@ mod commands;
 mod demo;
 mod demo_cache;
 mod error;
-mod invalidate;
 mod fleet;
+mod invalidate;
 mod output;
 mod parse;
 mod remap;

@@ -102,14 +102,24 @@ impl Client {
         };
         let (served_by, result, both) = match fallback {
             Some(other) if read && pool.hedge_after != HedgeAfter::Off => {
-                self.hedged(route, node, other, pool.hedge_after, name, request, how)
+                // Boxed: only hedged reads pay for it, and it keeps the request path's future
+                // shallow (a deeply nested future type can exceed the compiler's layout depth
+                // limit in a caller's crate).
+                Box::pin(self.hedged(route, node, other, pool.hedge_after, name, request, how))
                     .await
             }
-            _ => (node, self.attempt(route, node, name, request, how).await, false),
+            _ => (
+                node,
+                Box::pin(self.attempt(route, node, name, request, how)).await,
+                false,
+            ),
         };
         let (served_by, result) = match result {
             Err(e) if !both && (e.is_failover_candidate() || e.is_transient()) => match fallback {
-                Some(other) => (other, self.attempt(route, other, name, request, how).await),
+                Some(other) => (
+                    other,
+                    Box::pin(self.attempt(route, other, name, request, how)).await,
+                ),
                 None => (node, Err(e)),
             },
             result => (served_by, result),
@@ -127,6 +137,10 @@ impl Client {
     }
 
     /// One try on one endpoint, recorded for its health and in the request metrics.
+    ///
+    /// Callers box its future: one allocation per try (next to a network round trip) keeps
+    /// the future types of every public call shallow, so that callers nesting them in their
+    /// own tasks and combinators stay within the compiler's type-layout depth limit.
     pub(super) async fn attempt(
         &self,
         route: &ShardRoute,
@@ -145,8 +159,7 @@ impl Client {
         let timed = how.time_reads.then(std::time::Instant::now);
         let result = match request {
             Request::Cmd(cmd) if how.coalesce => {
-                let (result, callers) =
-                    node.read_merged(cmd, name == "GET").instrument(span).await;
+                let (result, callers) = node.read_merged(cmd, name == "GET").instrument(span).await;
                 if callers > 1 {
                     route.metrics.coalesced(callers);
                 }

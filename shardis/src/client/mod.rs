@@ -38,12 +38,12 @@ mod commands;
 mod exec;
 mod fanout;
 mod guard;
-mod shardwise;
+mod hedge;
 mod pipeline;
 mod scan;
 #[cfg(feature = "scripts")]
 mod script;
-mod hedge;
+mod shardwise;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;

@@ -94,15 +94,17 @@ impl Client {
         route: &ShardRoute,
         call: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let reply = self
-            .exec(
-                table,
-                route,
-                "EVALSHA",
-                Request::Script(call),
-                Access::Write,
-            )
-            .await?;
+        // Boxed: a script call's future (EVALSHA, SCRIPT LOAD on NOSCRIPT, the retry) nested in
+        // the request path's and then in a caller's (the lock's retry loop, a task per worker)
+        // can exceed the compiler's layout depth limit in the caller's crate.
+        let reply = Box::pin(self.exec(
+            table,
+            route,
+            "EVALSHA",
+            Request::Script(call),
+            Access::Write,
+        ))
+        .await?;
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
     }
 }

@@ -6,6 +6,7 @@ use redis::{Cmd, FromRedisValue};
 use super::exec::Access;
 use super::Client;
 use crate::error::{Error, ErrorKind, Result};
+use crate::node::Request;
 use crate::topology::ShardName;
 
 impl Client {
@@ -33,7 +34,7 @@ impl Client {
             );
         };
         let reply = self
-            .exec(&table, route, "QUERY", cmd, Access::Write)
+            .exec(&table, route, "QUERY", Request::Cmd(cmd), Access::Write)
             .await?;
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(shard.as_str()))
     }

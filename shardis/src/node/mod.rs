@@ -28,7 +28,6 @@ pub(crate) use probe::ServerRole;
 
 /// What one request sends to an endpoint.
 #[derive(Clone, Copy)]
-#[derive(Clone, Copy)]
 pub(crate) enum Request<'a> {
     /// One command; an error reply is an error.
     Cmd(&'a Cmd),
@@ -210,7 +209,11 @@ impl Node {
                 }
             }
         }
-        let conn = self.checkout().await?;
+        // Boxed: the slow path (bb8's checkout, a direct connect) is a deep future; inline, it
+        // would deepen every request's future type enough to exceed the compiler's layout
+        // depth limit in callers that nest a few more levels (a cache call in a task in a
+        // benchmark harness). Only checkouts pay for the allocation.
+        let conn = Box::pin(self.checkout()).await?;
         self.remember(&conn);
         Ok(conn)
     }
