@@ -145,6 +145,7 @@ async fn on_every_shard_answers_per_shard_and_refuses_keyed_commands() {
     assert_eq!(pings[2].1.as_deref().unwrap(), "PONG");
 }
 
+#[cfg(feature = "scripts")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_run_on_their_keys_shard_and_reload_after_script_flush() {
     let servers = servers(3);
@@ -227,6 +228,7 @@ async fn scripts_run_on_their_keys_shard_and_reload_after_script_flush() {
     assert_eq!(e.shard(), Some(shard_name(owner).as_str()));
 }
 
+#[cfg(feature = "scripts")]
 async fn client_without_tag(servers: &[shardis_testkit::RedisServer]) -> Client {
     client(servers).await
 }

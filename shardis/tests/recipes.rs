@@ -2,6 +2,7 @@
 //! (`examples/recipe_worker.rs`, built by `cargo test`): mutual exclusion with growing fencing
 //! tokens, expiry when a holder is SIGKILLed, token-checked extend and release, and rate
 //! limits exact under concurrency.
+#![cfg(all(feature = "lock", feature = "rate-limit"))]
 
 mod common;
 
