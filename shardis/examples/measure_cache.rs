@@ -11,6 +11,15 @@
 //! Defaults: 4 processes, 250 tasks each, 12 s per hot-key run. It starts two local
 //! redis-servers (`redis-server` on PATH, or `REDIS_SERVER_BIN`) and re-runs itself as the
 //! stampede's client processes.
+//!
+//! 3. the hit path's overhead, interleaved so that a busy machine slows both sides alike:
+//!    ```text
+//!    cargo run --release -p shardis --example measure_cache -- hit [ROUNDS]
+//!    ```
+//!    each round times 500 sequential `client.get` + `serde_json` decodes of a cached struct,
+//!    then 500 `get_or_load` hits of the same struct through the cache (one local server, one
+//!    request at a time, no metrics recorder), alternating which goes first; it prints the
+//!    ratio of the two totals and of the two medians per round.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -166,6 +175,10 @@ async fn main() {
         let tasks = args[1].parse().expect("tasks");
         return child(args[2..].to_vec(), tasks).await;
     }
+    if args.first().map(String::as_str) == Some("hit") {
+        let rounds = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+        return hit_path(rounds).await;
+    }
     let processes: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
     let tasks: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(250);
     let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(12);
@@ -195,4 +208,83 @@ async fn main() {
         let (h, calls) = hot_key(&cache, &format!("hot-{beta}"), 32, secs).await;
         line(name, &h, calls, expiries);
     }
+}
+
+/// A cached struct of about 80 bytes of JSON, as in `benches/cache.rs`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    email: String,
+    tags: Vec<String>,
+}
+
+/// Part 3: the hit path against a bare `GET` + decode, interleaved round by round.
+async fn hit_path(rounds: usize) {
+    const PER_ROUND: usize = 500;
+    let server = shardis_testkit::RedisServer::start().expect("redis-server");
+    let client = connect(&[server.url()]).await;
+    let profile = Profile {
+        id: 42,
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        tags: vec!["admin".into(), "beta".into()],
+    };
+    let cache = Cache::builder(client.clone())
+        .ttl(Duration::from_secs(3600))
+        .build();
+    cache.set("user:42", &profile).await.expect("set");
+    client
+        .set("plain:42", serde_json::to_vec(&profile).expect("json"))
+        .await
+        .expect("set");
+    let bare = || async {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            let raw: Vec<u8> = client.get("plain:42").await.expect("get");
+            let p: Profile = serde_json::from_slice(&raw).expect("decode");
+            std::hint::black_box(p);
+        }
+        start.elapsed()
+    };
+    let layered = || async {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            let p: Profile = cache
+                .get_or_load("user:42", || async { Err::<Profile, _>(Never) })
+                .await
+                .expect("hit");
+            std::hint::black_box(p);
+        }
+        start.elapsed()
+    };
+    // Warm both paths.
+    bare().await;
+    layered().await;
+    let (mut a, mut b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(bare().await);
+            b.push(layered().await);
+        } else {
+            b.push(layered().await);
+            a.push(bare().await);
+        }
+    }
+    let total = |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64();
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64()
+    };
+    let per_call = |secs: f64| secs * 1e6 / PER_ROUND as f64;
+    let (ta, tb) = (total(&a), total(&b));
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    println!(
+        "hit path, {rounds} rounds x {PER_ROUND} calls: client.get + decode {:.1} µs/call, \
+         get_or_load {:.1} µs/call; ratio of totals {:.3}, of round medians {:.3}",
+        per_call(ta / rounds as f64),
+        per_call(tb / rounds as f64),
+        tb / ta,
+        mb / ma
+    );
 }

@@ -2,8 +2,9 @@
 //!
 //! Plan first (which keys go to which shard), then one `MGET` per shard sent at once, then
 //! the keys in flight in this process are awaited (holding no flight of our own, so two
-//! batches can never wait for each other), then the loader runs once with every key still
-//! missing, then one store script per shard.
+//! batches can never wait for each other), then the load locks of the keys left are taken
+//! (one script per shard) and keys another process is loading are awaited, then the loader
+//! runs once with every key still missing, then one store script per shard.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use super::envelope;
 use super::flight::{Landed, Leader};
+use super::lease::Holder;
 use super::{degradable, Cache, CacheKey, Found, LoadError};
 use crate::error::{ErrorKind, Result};
 use crate::metrics;
@@ -41,7 +43,15 @@ impl Cache {
     /// cache's TTL (jittered), one script per shard, and keys it did not return are cached as
     /// "does not exist" for `negative_ttl` and answered `None`. A shard that cannot be read
     /// has its keys loaded; one that cannot be written is skipped (logged). If the loader
-    /// fails, its error is returned (the cross-process load lock is not taken for batches).
+    /// fails, its error is returned.
+    ///
+    /// Across processes, the batch takes the load lock of every key it is about to load (one
+    /// script per shard), as [`get_or_load`](Self::get_or_load) does for one key, and stores
+    /// a value only while its lock holds, so a write or invalidation of a key during the load
+    /// wins over the loaded value. If another caller holds the lock of every key left, the
+    /// batch waits for their values (up to `lock_timeout`) instead of loading; if it got some
+    /// of the locks, it loads every key (waiting while holding locks could deadlock two
+    /// batches) and stores only those whose locks it holds.
     ///
     /// ```no_run
     /// # use std::collections::HashMap;
@@ -156,10 +166,57 @@ impl Cache {
         }
         to_load.sort_unstable_by_key(|&s| slots[s].positions[0]);
         // Lead what is free now; a key someone started meanwhile is loaded by us too.
-        let leaders: Vec<Option<Leader>> = to_load
+        let mut leaders: HashMap<usize, Leader> = HashMap::new();
+        for &s in &to_load {
+            if let Some(leader) = self.inner.flights.lead_if_idle(&slots[s].full) {
+                leaders.insert(s, leader);
+            }
+        }
+        // Across processes: take the keys' load locks; wait for the keys another holder loads.
+        let lockable: Vec<usize> = to_load
             .iter()
-            .map(|&s| self.inner.flights.lead_if_idle(&slots[s].full))
+            .copied()
+            .filter(|&s| !slots[s].skipped)
             .collect();
+        let lock_keys: Vec<&[u8]> = lockable.iter().map(|&s| slots[s].full.as_slice()).collect();
+        let (locks, holders) = self.lock_many(&lock_keys).await;
+        let holder: HashMap<usize, Holder> = lockable.iter().copied().zip(holders).collect();
+        let others: Vec<usize> = lockable
+            .iter()
+            .copied()
+            .filter(|s| holder.get(s) == Some(&Holder::Other))
+            .collect();
+        // Wait only holding no lock: a batch that holds some keys' locks while waiting for
+        // others' could wait for a batch that waits for it. One that holds locks loads every
+        // key and stores only its own (the other holders store theirs).
+        if !others.is_empty() && locks.is_empty() {
+            metrics::cache_wait("lock");
+            let keys: Vec<&[u8]> = others.iter().map(|&s| slots[s].full.as_slice()).collect();
+            let found = self.await_others(&keys).await;
+            let mut done: Vec<usize> = Vec::new();
+            for (&s, bytes) in others.iter().zip(found) {
+                let Some(Found::Fresh(meta, bytes)) = bytes.map(|b| self.classify(Some(b))) else {
+                    continue;
+                };
+                if !meta.negative {
+                    match envelope::decode::<T>(&bytes, &meta) {
+                        Ok(v) => place(&mut out, &slots[s].positions, v, &bytes),
+                        Err(e) => {
+                            self.undecodable(&e);
+                            continue;
+                        }
+                    }
+                }
+                if let Some(leader) = leaders.remove(&s) {
+                    leader.land(Landed::Value(bytes.into()));
+                }
+                done.push(s);
+            }
+            to_load.retain(|s| !done.contains(s));
+            if to_load.is_empty() {
+                return Ok(out);
+            }
+        }
         let owned: Vec<K::Owned> = to_load
             .iter()
             .map(|&s| keys[slots[s].positions[0]].to_owned_key())
@@ -167,13 +224,16 @@ impl Cache {
         let (mut loaded, load_ms) = match self.run_loader(|| loader(owned.clone())).await {
             Ok(loaded) => loaded,
             Err(e) => {
-                // Leaders dropped unlanded: their waiters load for themselves.
+                // Leaders dropped unlanded: their waiters load for themselves; the locks are
+                // released by their drop.
                 drop(leaders);
+                drop(locks);
                 return Err(LoadError::Loader(std::sync::Arc::new(e)));
             }
         };
+        let mut leased: Vec<(Vec<u8>, Vec<u8>, Duration)> = Vec::new();
         let mut stores: Vec<(Vec<u8>, Vec<u8>, Duration)> = Vec::new();
-        for ((&s, key), leader) in to_load.iter().zip(&owned).zip(leaders) {
+        for (&s, key) in to_load.iter().zip(&owned) {
             let sealed = match loaded.remove(key) {
                 Some(v) => {
                     let (bytes, ttl) = self.seal_loaded(&v, load_ms)?;
@@ -188,13 +248,18 @@ impl Cache {
                 }
             };
             if !slots[s].skipped {
-                stores.push((slots[s].full.clone(), sealed.0.clone(), sealed.1));
+                let item = (slots[s].full.clone(), sealed.0.clone(), sealed.1);
+                match holder.get(&s) {
+                    Some(Holder::Us) => leased.push(item),
+                    Some(Holder::Other) => {} // its holder stores it (or its lock expires)
+                    _ => stores.push(item),
+                }
             }
-            if let Some(leader) = leader {
+            if let Some(leader) = leaders.remove(&s) {
                 leader.land(Landed::Value(sealed.0.into()));
             }
         }
-        self.store_many(stores).await;
+        futures_util::future::join(locks.store(leased), self.store_many(stores)).await;
         Ok(out)
     }
 

@@ -119,6 +119,13 @@ impl Flights {
         }
     }
 
+    /// Detaches the flight of `key`, if any: callers that come later start a flight of their
+    /// own instead of joining one that began before an invalidation. The detached leader
+    /// still hands its value to the waiters it already has.
+    pub(crate) fn detach(&self, key: &[u8]) {
+        self.lock().remove(key);
+    }
+
     fn insert(self: &Arc<Self>, map: &mut HashMap<Vec<u8>, Entry>, key: &[u8]) -> Leader {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);

@@ -3,8 +3,11 @@
 //! A tag is a Redis set `{namespace}:shardis:tag:{tag}` on the tag's own shard, holding the
 //! full keys tagged with it; its TTL is raised to the longest TTL of a value tagged. Keys of a
 //! tag live on every shard: `invalidate_tag` pops the set in batches (`SPOP`, so keys tagged
-//! meanwhile are never lost) and deletes each batch over every shard (`DEL` split per shard).
+//! meanwhile are never lost) and deletes each batch over every shard (one script per shard).
+//! Every invalidation also deletes the keys' load locks, revoking the lease of any load in
+//! flight (see `load.rs`): a load that began before the invalidation does not store its value.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,12 +15,19 @@ use futures_util::future::join_all;
 
 use super::Cache;
 use crate::error::Result;
+use crate::topology::ShardName;
 
 /// Keys popped from a tag set, and keys deleted, per round trip.
 pub const INVALIDATE_BATCH: usize = 500;
 
 /// `SCAN ... COUNT` of `invalidate_pattern`.
 const SCAN_COUNT: usize = 1000;
+
+/// Unlinks every ARGV key and deletes its load lock (see [`super::load::lock_key`]),
+/// revoking the lease of any load in flight: how many of the keys existed.
+const UNLINK_REVOKING: &str = "local n = 0 for i = 1, #ARGV do \
+    n = n + redis.call('UNLINK', ARGV[i]) redis.call('DEL', 'shardis:lock:' .. ARGV[i]) end \
+    return n";
 
 /// Adds ARGV[1] to the set KEYS[1] and raises the set's TTL to ARGV[2] ms.
 const TAG: &str = "redis.call('SADD', KEYS[1], ARGV[1]) \
@@ -57,7 +67,31 @@ impl Cache {
     /// ```
     pub async fn invalidate<K: super::CacheKey>(&self, key: K) -> Result<bool> {
         let full = self.full_key(key.key_bytes());
-        self.inner.client.del(full.as_slice()).await
+        self.inner.flights.detach(&full);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(UNLINK_REVOKING).arg(0).arg(&full);
+        let n: usize = self.inner.client.query(full.as_slice(), &eval).await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes `keys` (full keys) and their load locks, one script per shard, all shards at
+    /// once: how many existed. The first error is returned after every shard answered.
+    async fn unlink_revoking(&self, keys: &[Vec<u8>]) -> Result<usize> {
+        let client = &self.inner.client;
+        let mut by_shard: HashMap<ShardName, Vec<&[u8]>> = HashMap::new();
+        for key in keys {
+            self.inner.flights.detach(key);
+            by_shard
+                .entry(client.locate(key.as_slice()))
+                .or_default()
+                .push(key.as_slice());
+        }
+        let deletes = by_shard.into_iter().map(|(shard, keys)| async move {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(UNLINK_REVOKING).arg(0).arg(keys);
+            client.run_on_shard::<usize>(&shard, &eval).await
+        });
+        join_all(deletes).await.into_iter().sum()
     }
 
     /// Deletes every key tagged with `tag` (by [`set_tagged`](Self::set_tagged)), over every
@@ -83,7 +117,7 @@ impl Cache {
             if members.is_empty() {
                 return Ok(removed);
             }
-            match client.del_many(&members).await {
+            match self.unlink_revoking(&members).await {
                 Ok(n) => removed += n,
                 Err(e) => {
                     let mut sadd = redis::cmd("SADD");
@@ -101,7 +135,8 @@ impl Cache {
     }
 
     /// Deletes every key of the namespace matching the glob `pattern` (`user:*`), running
-    /// `SCAN MATCH` on every shard's primary at once and deleting in batches with `UNLINK`:
+    /// `SCAN MATCH` on every shard's primary at once and deleting in batches with `UNLINK`
+    /// (the load locks of matching keys are scanned and deleted too, revoking their loads):
     /// how many keys were removed. The namespace's own glob characters are escaped. Any shard
     /// that fails fails the call (after the others finish); calling again finishes the job.
     ///
@@ -124,34 +159,69 @@ impl Cache {
     ) -> Result<usize> {
         let mut glob = escape_glob(&self.inner.settings.prefix);
         glob.extend_from_slice(pattern.as_bytes());
-        let glob = &glob;
-        let client = &self.inner.client;
-        let shards = client.shard_names();
+        let lock_glob = super::load::lock_key(&glob);
+        let (glob, lock_glob) = (&glob, &lock_glob);
+        let shards = self.inner.client.shard_names();
         let scans = shards.iter().map(|shard| async move {
-            let mut cursor: u64 = 0;
-            let mut total = 0usize;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(glob.as_slice())
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT);
-                let (next, keys): (u64, Vec<Vec<u8>>) = client.run_on_shard(shard, &scan).await?;
-                for chunk in keys.chunks(INVALIDATE_BATCH) {
-                    let mut unlink = redis::cmd("UNLINK");
-                    unlink.arg(chunk);
-                    let n: usize = client.run_on_shard(shard, &unlink).await?;
-                    total += n;
-                    removed.fetch_add(n, Ordering::Relaxed);
-                }
-                if next == 0 {
-                    return Ok::<usize, crate::Error>(total);
-                }
-                cursor = next;
-            }
+            // The keys, and the load locks of matching keys being loaded (which may not
+            // exist yet): their leases are revoked.
+            let (keys, locks) = futures_util::future::join(
+                self.unlink_matching(shard, glob, Some(removed)),
+                self.unlink_matching(shard, lock_glob, None),
+            )
+            .await;
+            locks?;
+            keys
         });
         join_all(scans).await.into_iter().sum()
+    }
+
+    /// `SCAN MATCH glob` over `shard`'s primary, deleting in batches: cached keys (with their
+    /// locks) when `removed` counts them, else load locks (whose loads are detached).
+    async fn unlink_matching(
+        &self,
+        shard: &ShardName,
+        glob: &[u8],
+        removed: Option<&AtomicUsize>,
+    ) -> Result<usize> {
+        let client = &self.inner.client;
+        let prefix_len = super::load::lock_key(b"").len();
+        let mut cursor: u64 = 0;
+        let mut total = 0usize;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(glob)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let (next, keys): (u64, Vec<Vec<u8>>) = client.run_on_shard(shard, &scan).await?;
+            for chunk in keys.chunks(INVALIDATE_BATCH) {
+                let mut unlink;
+                if removed.is_some() {
+                    chunk.iter().for_each(|k| self.inner.flights.detach(k));
+                    unlink = redis::cmd("EVAL");
+                    unlink.arg(UNLINK_REVOKING).arg(0).arg(chunk);
+                } else {
+                    for lock in chunk {
+                        self.inner
+                            .flights
+                            .detach(lock.get(prefix_len..).unwrap_or_default());
+                    }
+                    unlink = redis::cmd("UNLINK");
+                    unlink.arg(chunk);
+                }
+                let n: usize = client.run_on_shard(shard, &unlink).await?;
+                total += n;
+                if let Some(removed) = removed {
+                    removed.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
     }
 }
 
@@ -169,6 +239,13 @@ fn escape_glob(bytes: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_invalidation_script_deletes_the_lock_the_loader_takes() {
+        let lock = super::super::load::lock_key(b"K");
+        let prefix = std::str::from_utf8(&lock[..lock.len() - 1]).unwrap();
+        assert!(super::UNLINK_REVOKING.contains(&format!("'{prefix}' .. ARGV[i]")));
+    }
+
     #[test]
     fn glob_characters_of_the_namespace_are_escaped() {
         assert_eq!(

@@ -3,10 +3,13 @@
 //!
 //! The load lock is `SET shardis:lock:{full key} {token} NX PX {lock_timeout}`, sent to the
 //! shard of the key itself (the command is routed by the cached key, so the lock lives beside
-//! the value whatever the placement). The leader stores the value and releases the lock in one
-//! script, deleting the lock only if it still holds its token; a failed or abandoned load
-//! releases it the same way. The scripts name their keys as arguments (`EVAL script 0 ...`):
-//! both keys live on the routing key's shard, which plain Redis allows.
+//! the value whatever the placement). The lock is also a lease (as in memcache's leases): the
+//! leader stores the value and releases the lock in one script, and only if the lock still
+//! holds its token. Every write and invalidation of the key through the cache deletes the
+//! lock in the same script, so a load that began before them can never store its older value
+//! after them; a load that outlives `lock_timeout` is answered but not stored either. A failed
+//! or abandoned load releases the lock the same way. The scripts name their keys as arguments
+//! (`EVAL script 0 ...`): both keys live on the routing key's shard, which plain Redis allows.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,10 +24,11 @@ use super::{degradable, expiry_after, now_ms, Cache, CacheKey, Found, LoadError}
 use crate::error::{Error, Result};
 use crate::metrics;
 
-/// Stores the value and releases the lock if the token is still the lock's.
+/// If the token is still the lock's (the lease was not revoked by a write or an invalidation,
+/// nor expired), stores the value and releases the lock: 1; else 0 and nothing changes.
 /// ARGV: key, lock, value, ttl ms, token.
-const STORE_AND_RELEASE: &str = "redis.call('SET', ARGV[1], ARGV[3], 'PX', ARGV[4]) \
-    if redis.call('GET', ARGV[2]) == ARGV[5] then redis.call('DEL', ARGV[2]) end return 1";
+const STORE_IF_HELD: &str = "if redis.call('GET', ARGV[2]) ~= ARGV[5] then return 0 end \
+    redis.call('SET', ARGV[1], ARGV[3], 'PX', ARGV[4]) redis.call('DEL', ARGV[2]) return 1";
 
 /// Releases the lock if the token is still the lock's. ARGV: lock, token.
 const RELEASE: &str =
@@ -32,8 +36,8 @@ const RELEASE: &str =
 
 /// The first pause of a caller waiting for another process's load; pauses double up to
 /// [`MAX_POLL`] (and a tenth of the lock timeout).
-const FIRST_POLL: Duration = Duration::from_millis(10);
-const MAX_POLL: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_POLL: Duration = Duration::from_millis(10);
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// How the leader's turn at the Redis lock ended.
 enum Acquired {
@@ -43,6 +47,11 @@ enum Acquired {
     Value(Meta, Vec<u8>),
     /// The lock stayed taken for `lock_timeout`: load without it.
     TimedOut,
+}
+
+/// A random lock token.
+pub(crate) fn new_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 /// The Redis key of `full`'s load lock.
@@ -284,7 +293,7 @@ impl Cache {
     /// Takes the key's load lock, or waits for the process that holds it to store the value.
     async fn acquire(&self, full: &[u8]) -> Result<Acquired> {
         let lock = lock_key(full);
-        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let token = new_token();
         let timeout = self.inner.settings.lock_timeout;
         let deadline = Instant::now() + timeout;
         let mut pause = FIRST_POLL;
@@ -314,7 +323,8 @@ impl Cache {
         }
     }
 
-    /// Stores a loaded value and, holding the lock, releases it in the same round trip.
+    /// Stores a loaded value and, holding the lock, releases it in the same round trip; with
+    /// a lock whose lease was revoked or expired, stores nothing (logged).
     pub(crate) async fn store_loaded(
         &self,
         full: &[u8],
@@ -326,18 +336,21 @@ impl Cache {
             return self.store(full, bytes, ttl).await;
         };
         let mut eval = redis::cmd("EVAL");
-        eval.arg(STORE_AND_RELEASE)
+        eval.arg(STORE_IF_HELD)
             .arg(0)
             .arg(full)
             .arg(lock_key(full))
             .arg(bytes)
             .arg(self.physical(ttl).as_millis().max(1) as u64)
             .arg(token);
-        self.inner
-            .client
-            .query::<_, i64>(full, &eval)
-            .await
-            .map(|_| ())
+        let stored: i64 = self.inner.client.query(full, &eval).await?;
+        if stored == 0 {
+            tracing::debug!(
+                "shardis cache: a loaded value was not stored: the key was written or \
+                 invalidated during the load, or the load outlived lock_timeout"
+            );
+        }
+        Ok(())
     }
 
     /// Releases the key's lock if `token` still holds it; failures are logged (the lock
@@ -396,7 +409,7 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let lock = lock_key(&full);
-        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let token = new_token();
         let mut set = redis::cmd("SET");
         set.arg(&lock)
             .arg(&token)

@@ -60,6 +60,7 @@ mod envelope;
 mod error;
 mod flight;
 mod invalidate;
+mod lease;
 mod load;
 
 pub use builder::{
@@ -70,6 +71,11 @@ pub use envelope::{Codec, DecodeError};
 pub use error::LoadError;
 
 use builder::Settings;
+
+/// Stores a value and deletes the key's load lock (revoking a load's lease) in one step.
+/// ARGV: key, lock, value, ttl ms.
+const STORE_REVOKING: &str =
+    "redis.call('SET', ARGV[1], ARGV[3], 'PX', ARGV[4]) redis.call('DEL', ARGV[2]) return 1";
 use envelope::Meta;
 use flight::Flights;
 
@@ -285,7 +291,7 @@ impl Cache {
         let full = self.full_key(key.key_bytes());
         let ttl = ttl.max(Duration::from_millis(1));
         let (bytes, _) = self.seal(value, 0, ttl)?;
-        self.store(&full, &bytes, ttl).await
+        self.store_revoking(&full, &bytes, ttl).await
     }
 
     /// Stores `value` under `key` (TTL as [`set`](Self::set)) and adds the key to each tag's
@@ -301,7 +307,7 @@ impl Cache {
         let ttl = self.jittered(self.inner.settings.ttl);
         let (bytes, _) = self.seal(value, 0, ttl)?;
         self.tag(&full, tags, self.physical(ttl)).await?;
-        self.store(&full, &bytes, ttl).await
+        self.store_revoking(&full, &bytes, ttl).await
     }
 
     /// Reads `full`.
@@ -342,6 +348,22 @@ impl Cache {
             .client
             .set_ex(full, bytes, self.physical(ttl))
             .await
+    }
+
+    /// Stores a value written by the caller (not loaded), revoking the lease of any load of
+    /// the key in flight (its lock is deleted in the same script), so that load cannot
+    /// overwrite this newer value; later callers of this process do not join that load.
+    async fn store_revoking(&self, full: &[u8], bytes: &[u8], ttl: Duration) -> Result<()> {
+        self.inner.flights.detach(full);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(STORE_REVOKING)
+            .arg(0)
+            .arg(full)
+            .arg(load::lock_key(full))
+            .arg(bytes)
+            .arg(self.physical(ttl).as_millis().max(1) as u64);
+        self.inner.client.query::<_, i64>(full, &eval).await?;
+        Ok(())
     }
 
     /// The Redis TTL of a value whose logical TTL is `ttl`.
