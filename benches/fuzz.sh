@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long run of the parser property tests: the same properties CI runs with 256 cases each
-# (shardis/tests/fuzz_parsers.rs: TOML config, endpoint URLs, hash tags, twemproxy YAML; and
+# (shardis/tests/it/fuzz_parsers.rs: TOML config, endpoint URLs, hash tags, twemproxy YAML; and
 # the CLI's duration and size parsers in shardis-cli/src/parse.rs), here with many more cases,
 # in release mode. Every case must not panic, must give a typed error or a valid value, a
 # bounded message, and no password from the input.
@@ -18,6 +18,6 @@ export PROPTEST_CASES=$cases
 export PROPTEST_MAX_SHRINK_ITERS=${PROPTEST_MAX_SHRINK_ITERS:-2000}
 
 start=$(date +%s)
-cargo test --release -p shardis --test fuzz_parsers
+cargo test --release -p shardis --test it fuzz_parsers::
 cargo test --release -p shardis-cli --bin shardis parse::
 echo "fuzz: ${cases} cases per property passed in $(( $(date +%s) - start )) s"

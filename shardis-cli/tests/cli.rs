@@ -1,6 +1,6 @@
 //! The `shardis` binary: its commands, flags and JSON fields are contracts for scripts.
 
-#[path = "../../shardis/tests/common/mod.rs"]
+#[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
 
 use std::io::Write;

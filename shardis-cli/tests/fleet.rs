@@ -1,7 +1,7 @@
 //! `shardis scan` and `shardis run-all` against real redis-servers, and `bench
 //! --pipeline-size` for every target but the proxy.
 
-#[path = "../../shardis/tests/common/mod.rs"]
+#[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //! fields scripts read (`removed`, `keys[].key`, `keys[].removed`, `tag`, `pattern`,
 //! `elapsed_ms`).
 
-#[path = "../../shardis/tests/common/mod.rs"]
+#[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
 
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! `shardis stats` against real servers: a primary with its replica, a plain primary, a
 //! SIGSTOPped one and a killed one. Its JSON fields are a contract for scripts.
 
-#[path = "../../shardis/tests/common/mod.rs"]
+#[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
 
 use std::io::Write;

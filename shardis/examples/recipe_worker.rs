@@ -1,5 +1,5 @@
 //! A client process for the cross-process tests of the lock and the rate limiter
-//! (`tests/recipes.rs` spawns several of these; `cargo test` builds it). Not an API tour.
+//! (`tests/it/recipes.rs` spawns several of these; `cargo test` builds it). Not an API tour.
 //!
 //! ```text
 //! recipe_worker lock URL,URL,... NAME TASKS ROUNDS   # TASKS tasks take the lock ROUNDS times each

@@ -4,7 +4,7 @@
 //! key on that backend.
 #![cfg(feature = "twemproxy")]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! user traffic, connections that went silent, fail-fast loops that starve the runtime, roles
 //! that do not match the config, transient server errors, and writes of unknown outcome.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -4,9 +4,8 @@
 //! each other.
 #![cfg(feature = "cache")]
 
-mod common;
-#[path = "cache_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

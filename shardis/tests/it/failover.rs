@@ -1,7 +1,7 @@
 //! Real faults against real primaries with `--replicaof` replicas: SIGKILL, SIGSTOP, restart,
 //! and each `on_primary_down` policy.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

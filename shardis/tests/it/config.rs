@@ -1,7 +1,7 @@
 //! Every bad configuration gives its typed error, through the builder and through a file; a
 //! good file builds a working client.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -1,6 +1,6 @@
 //! Topology changes under load: `update_topology`, `reload_config` and the config watcher.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

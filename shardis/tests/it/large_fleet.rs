@@ -3,7 +3,7 @@
 //! and its probe connection; keys land where `locate` says; removing a shard moves only its
 //! keys; `status` answers for all of them.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Every command of the API against real redis-servers: binary safety, multi-key order and
 //! misses, expiry, counters, the generic escape hatch, and input errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -143,7 +143,7 @@ async fn single_key_commands_behave_like_redis() {
 async fn server_and_type_errors_are_typed() {
     let servers = servers(1);
     // Without read coalescing `get` sends GET, which answers WRONGTYPE for a hash (merged into
-    // MGET it would read as nil: tests/coalesce.rs).
+    // MGET it would read as nil: tests/it/coalesce.rs).
     let client = builder(&servers)
         .coalesce_reads(false)
         .build()

@@ -1,7 +1,7 @@
 //! Unreachable, dead and hung endpoints give typed errors within their timeouts, never a hang,
 //! and a client recovers when a server comes back.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

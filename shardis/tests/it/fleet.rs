@@ -3,7 +3,7 @@
 //! answers per shard, and scripts run on the shard of their keys, reloaded after `SCRIPT
 //! FLUSH`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! under many concurrent callers, a lone read is sent at once, each merged caller gets its own
 //! answer or its own error, and `query` is never merged.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

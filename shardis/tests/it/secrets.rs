@@ -3,7 +3,7 @@
 //! Every path is tried with known passwords holding the characters that used to defeat
 //! redaction: `/`, `@`, `:`, `#`, `?`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;

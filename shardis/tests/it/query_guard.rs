@@ -2,7 +2,7 @@
 //! poison or block the shared connection, and multi-key commands whose keys span shards, are
 //! refused with `InvalidInput` before anything is sent, and the shard keeps serving.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures_util::future::join_all;

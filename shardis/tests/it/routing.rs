@@ -1,6 +1,6 @@
 //! Keys land where `locate` says, on real redis-servers, and spread over all of them.
 
-mod common;
+use crate::common;
 
 use common::*;
 

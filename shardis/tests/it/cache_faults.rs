@@ -6,9 +6,8 @@
 //! the ignored test `cache_child_process`, configured through environment variables.
 #![cfg(all(feature = "cache", feature = "metrics"))]
 
-mod common;
-#[path = "cache_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -88,7 +87,7 @@ async fn several_processes_hammering_one_expired_key_load_it_once() {
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(&exe)
-                .args(["cache_child_process", "--exact", "--include-ignored"])
+                .args(["cache_faults::cache_child_process", "--exact", "--include-ignored"])
                 .args(["--nocapture", "--test-threads", "1"])
                 .env("SHARDIS_CHILD_URLS", urls.join(","))
                 .env("SHARDIS_CHILD_KEY", "hot")

@@ -4,7 +4,7 @@
 //! limits exact under concurrency.
 #![cfg(all(feature = "lock", feature = "rate-limit"))]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Endpoints and inputs a hostile production environment produces: a server at `maxclients`,
 //! a listener that is not Redis, listeners that never answer, values and keys over the limits.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,6 +1,6 @@
 //! One client shared by many tasks at once.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -7,7 +7,7 @@
 //! hedge. Each read is bounded by a 20 s guard only so that a broken hedge fails the test
 //! instead of hanging it for the response timeout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,9 +2,8 @@
 //! by pattern (SCAN on every shard), namespaces kept apart.
 #![cfg(feature = "cache")]
 
-mod common;
-#[path = "cache_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

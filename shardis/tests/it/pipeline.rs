@@ -3,7 +3,7 @@
 //! by one to a single server; error replies typed and placed; transactions all or nothing;
 //! cross-shard transactions refused before anything is sent.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

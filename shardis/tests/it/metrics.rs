@@ -7,7 +7,7 @@
 //! every snapshot, which polling a gauge cannot live with).
 #![cfg(feature = "metrics")]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -5,9 +5,8 @@
 //! everything on the test's thread), so tests running side by side do not mix their numbers.
 #![cfg(all(feature = "cache", feature = "metrics"))]
 
-mod common;
-#[path = "cache_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;
