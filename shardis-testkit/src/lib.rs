@@ -19,6 +19,9 @@
 //! - `redis_server`: [`RedisServer`] — start, kill (SIGKILL), pause (SIGSTOP), resume, restart,
 //!   `INFO` fields, replica catch-up.
 //! - `nutcracker`: [`Nutcracker`] — a twemproxy pool over given servers.
+//! - [`tls`]: a test certificate authority issuing server and client certificates (valid,
+//!   expired, for another host), and the TLS side of a `redis-server`
+//!   ([`RedisServer::start_tls`]).
 //! - `process`: spawning, readiness, [`free_port`].
 //! - `proxy`: network faults on loopback: [`TcpProxy`] (freeze open connections) and
 //!   [`SilentListener`] (accepts, never answers).
@@ -29,6 +32,7 @@ mod nutcracker;
 mod process;
 mod proxy;
 mod redis_server;
+pub mod tls;
 
 pub use nutcracker::{nutcracker_binary, Nutcracker, NUTCRACKER_ENV};
 pub use process::{free_port, raise_fd_limit};

@@ -29,6 +29,11 @@ pub enum ErrorKind {
     ShardUnavailable,
     /// An I/O error outside a Redis connection (reading a config file, spawning a process).
     Io,
+    /// TLS failed: the server's certificate is not trusted (another CA, expired, issued for
+    /// another host name), the endpoint does not speak TLS behind `rediss://` (or only TLS
+    /// behind `redis://`), or a `[tls]` file is missing, unreadable or not valid PEM. Not a
+    /// failover candidate: the settings or the certificates need fixing.
+    Tls,
 }
 
 impl ErrorKind {
@@ -43,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Type => "type",
             ErrorKind::ShardUnavailable => "shard_unavailable",
             ErrorKind::Io => "io",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -410,7 +416,9 @@ impl Error {
     }
 
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
-        let kind = if err.is_timeout() {
+        let kind = if is_tls_failure(&err) {
+            ErrorKind::Tls
+        } else if err.is_timeout() {
             ErrorKind::Timeout
         } else if is_connection_failure(&err) {
             ErrorKind::Connection
@@ -418,6 +426,8 @@ impl Error {
             match err.kind() {
                 redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::Type,
                 redis::ErrorKind::AuthenticationFailed => ErrorKind::Connection,
+                // No credentials where the server needs some: an authentication failure too.
+                _ if err.code() == Some("NOAUTH") => ErrorKind::Connection,
                 redis::ErrorKind::InvalidClientConfig => ErrorKind::Config,
                 _ => ErrorKind::Server,
             }
@@ -491,6 +501,14 @@ impl std::error::Error for Error {
 pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
     !err.is_timeout()
         && (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
+}
+
+/// True for a TLS handshake failure (see [`ErrorKind::Tls`]).
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    return crate::tls::is_tls_failure(err) || crate::pool::is_tls_mismatch(err);
+    #[cfg(not(feature = "tls"))]
+    return crate::pool::is_tls_mismatch(err);
 }
 
 /// `Result<T, shardis::Error>`.

@@ -41,6 +41,8 @@
 //!   monitor, status, and the one `record()` of request and probe outcomes.
 //! - `client/`: the public [`Client`] and [`ClientBuilder`]: commands, the request path, the
 //!   per-shard fan-out plan of multi-key commands, argument encoding.
+//! - `tls/`: the `[tls]` settings, and (feature `tls`) the certificate files read and checked
+//!   and the redis-rs clients of `rediss://` endpoints.
 //! - `config`: the TOML config file.
 //! - [`metrics`]: the metric names (a contract), their descriptions, the recording helpers of
 //!   the request path (each route keeps its registered handles) and of `control` (compiled away
@@ -57,6 +59,9 @@
 //! - `prometheus`: `metrics::serve_prometheus` installs a Prometheus recorder and serves
 //!   `/metrics`, for services without an exporter of their own (and `shardis bench
 //!   --prometheus`).
+//! - `tls` (default): `rediss://` endpoints and the `[tls]` settings through redis-rs's rustls
+//!   support (`ring` is installed as rustls's crypto provider unless the application installed
+//!   one), for fleets reached over TLS.
 //!
 //! Local Redis processes for tests live in the separate `shardis-testkit` crate, and the
 //! command line in `shardis-cli`.
@@ -74,6 +79,7 @@ mod node;
 mod options;
 mod pool;
 mod router;
+mod tls;
 mod topology;
 
 pub mod metrics;
@@ -89,6 +95,7 @@ pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
 pub use options::{HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions};
 pub use placement::HashTag;
+pub use tls::TlsOptions;
 pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, DEFAULT_PORT, MAX_WEIGHT};
 
 /// Re-export of the `redis` crate, for [`Client::query`]'s commands and the value traits.

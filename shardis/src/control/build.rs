@@ -12,6 +12,7 @@ use crate::node::Node;
 use crate::options::{HealthOptions, Options, PoolOptions};
 use crate::placement::Locator;
 use crate::router::{RoutingTable, ShardRoute};
+use crate::tls::TlsMaterial;
 use crate::topology::{Endpoint, ShardName, Topology};
 
 /// Nodes are shared between tables when endpoint and settings are the same.
@@ -20,6 +21,8 @@ pub(crate) struct NodeKey {
     endpoint: Endpoint,
     pool: PoolOptions,
     health: HealthOptions,
+    /// The TLS settings and files' fingerprint, for `rediss://` endpoints.
+    tls: Option<u64>,
 }
 
 /// Open nodes by endpoint and settings, held weakly: a node lives as long as a table holds it.
@@ -95,16 +98,35 @@ fn build_table(
     let mut opened = Vec::new();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     registry.retain(|_, node| node.strong_count() > 0);
+    // Read at the first `rediss://` endpoint, once per build (start and every reload).
+    let mut tls: Option<Arc<TlsMaterial>> = None;
     let mut node = |ep: &Endpoint| -> Result<Arc<Node>> {
+        let material = match &tls {
+            _ if !ep.is_tls() => None,
+            Some(m) => Some(m.clone()),
+            None => {
+                let m = Arc::new(
+                    TlsMaterial::load(&options.tls).map_err(|e| e.with_endpoint(&ep.label()))?,
+                );
+                tls = Some(m.clone());
+                Some(m)
+            }
+        };
         let key = NodeKey {
             endpoint: ep.clone(),
             pool: options.pool,
             health: options.health,
+            tls: material.as_ref().map(|m| m.fingerprint()),
         };
         if let Some(n) = registry.get(&key).and_then(Weak::upgrade) {
             return Ok(n);
         }
-        let n = Arc::new(Node::new(ep.clone(), &options.pool, &options.health)?);
+        let n = Arc::new(Node::new(
+            ep.clone(),
+            &options.pool,
+            &options.health,
+            material.as_deref(),
+        )?);
         registry.insert(key, Arc::downgrade(&n));
         opened.push(n.clone());
         Ok(n)

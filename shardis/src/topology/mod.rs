@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 
 mod endpoint;
+mod secret;
 
 pub(crate) use endpoint::redact_url;
 pub use endpoint::{Endpoint, DEFAULT_PORT};
@@ -104,6 +105,24 @@ pub struct ShardSpec {
     /// The relative share of keys, an integer from 1 to [`MAX_WEIGHT`]. Defaults to 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Lets the shard list `rediss://` (TLS) and `redis://` (plain) endpoints together.
+    /// Defaults to false: a mix is refused, since it is usually a mistake that sends one
+    /// endpoint's traffic (and password) in clear.
+    #[serde(default)]
+    pub allow_mixed_tls: bool,
+    /// The name of an environment variable holding the password of every endpoint of the
+    /// shard whose URL has none (the URL may still name the ACL user). Read when the topology
+    /// is validated: at start and at every reload. Defaults to none.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file holding that password (one line; a trailing line break is dropped). Read like
+    /// `password_env`. Defaults to none.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// True when `password_env`/`password_file` came from `[defaults]`: then an endpoint URL
+    /// with its own password keeps it instead of being refused.
+    #[serde(skip)]
+    pub(crate) password_from_defaults: bool,
 }
 
 fn default_weight() -> u32 {
@@ -118,7 +137,40 @@ impl ShardSpec {
             primary: primary.into(),
             replicas: Vec::new(),
             weight: 1,
+            allow_mixed_tls: false,
+            password_env: None,
+            password_file: None,
+            password_from_defaults: false,
         }
+    }
+
+    /// Reads the password of the shard's endpoints from the environment variable `name` (see
+    /// the field `password_env`).
+    ///
+    /// ```
+    /// let spec = shardis::ShardSpec::new("cache-a", "redis://app@127.0.0.1:7001")
+    ///     .password_env("CACHE_A_PASSWORD");
+    /// assert_eq!(spec.password_env.as_deref(), Some("CACHE_A_PASSWORD"));
+    /// ```
+    #[must_use]
+    pub fn password_env(mut self, name: impl Into<String>) -> Self {
+        self.password_env = Some(name.into());
+        self
+    }
+
+    /// Reads the password of the shard's endpoints from the file at `path` (see the field
+    /// `password_file`).
+    #[must_use]
+    pub fn password_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.password_file = Some(path.into());
+        self
+    }
+
+    /// Lets the shard mix `rediss://` and `redis://` endpoints.
+    #[must_use]
+    pub fn allow_mixed_tls(mut self, allow: bool) -> Self {
+        self.allow_mixed_tls = allow;
+        self
     }
 
     /// Sets the weight.
@@ -144,6 +196,10 @@ impl fmt::Debug for ShardSpec {
             .field("primary", &redact_url(&self.primary))
             .field("replicas", &replicas)
             .field("weight", &self.weight)
+            .field("allow_mixed_tls", &self.allow_mixed_tls)
+            // The variable's name and the file's path, never the password.
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .finish()
     }
 }
@@ -258,12 +314,45 @@ impl Topology {
                     reason,
                 })
             };
-            let primary = parse(&spec.primary)?;
-            let replicas = spec
+            let mut primary = parse(&spec.primary)?;
+            let mut replicas = spec
                 .replicas
                 .iter()
                 .map(|r| parse(r))
                 .collect::<Result<Vec<_>, _>>()?;
+            if !spec.allow_mixed_tls {
+                let tls = primary.is_tls();
+                if let Some(other) = replicas.iter().find(|r| r.is_tls() != tls) {
+                    return Err(ConfigError::InvalidValue {
+                        field: format!("shards.{}.allow_mixed_tls", spec.name),
+                        reason: format!(
+                            "the primary {} is {} but the replica {} is {}; set \
+                             `allow_mixed_tls = true` if that is meant",
+                            primary.label(),
+                            if tls { "rediss://" } else { "redis://" },
+                            other.label(),
+                            if tls { "redis://" } else { "rediss://" },
+                        ),
+                    });
+                }
+            }
+            if let Some(password) = secret::read_password(&spec)? {
+                let set = |ep: Endpoint| -> Result<Endpoint, ConfigError> {
+                    match ep.has_password() {
+                        false => Ok(ep.with_password(&password)),
+                        true if spec.password_from_defaults => Ok(ep),
+                        true => Err(ConfigError::InvalidValue {
+                            field: format!("shards.{}.password_env", spec.name),
+                            reason: format!(
+                                "the URL of {} has a password too; give it in one place",
+                                ep.label()
+                            ),
+                        }),
+                    }
+                };
+                primary = set(primary)?;
+                replicas = replicas.into_iter().map(set).collect::<Result<_, _>>()?;
+            }
             for ep in std::iter::once(&primary).chain(replicas.iter()) {
                 if let Some(first) = endpoints.insert(ep.identity(), spec.name.clone()) {
                     return Err(ConfigError::DuplicateEndpoint {
