@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// Read with MGET of this many independent random keys instead of GET.
     #[arg(long)]
     mget_size: Option<usize>,
+    /// Each operation is one pipeline of this many GET/SET commands (GET with probability
+    /// --read-ratio) on random keys: `query_pipeline` for shardis, one pipeline through the
+    /// proxy, hand-routed per-shard pipelines for direct.
+    #[arg(long, conflicts_with = "mget_size")]
+    pipeline_size: Option<usize>,
     /// Requests each task keeps in flight (pipelined over multiplexed connections).
     #[arg(long, default_value_t = 1)]
     pipeline_depth: usize,
@@ -122,6 +127,12 @@ enum Op {
         seed: u64,
         n: usize,
     },
+    /// One pipeline of `n` commands drawn from `seed` (see `bench_pipeline`).
+    Pipeline {
+        seed: u64,
+        n: usize,
+        read_ratio: f64,
+    },
 }
 
 /// The key numbers of an MGET.
@@ -132,6 +143,11 @@ fn mget_keys(seed: u64, n: usize, keys: u64) -> impl Iterator<Item = u64> {
 
 fn key(i: u64) -> String {
     format!("bench:{i:010}")
+}
+
+/// The key of number `i`, for `bench_pipeline`.
+pub(crate) fn bench_key(i: u64) -> String {
+    key(i)
 }
 
 impl Driver {
@@ -244,15 +260,34 @@ impl TargetDriver {
                         let keys: Vec<String> = mget_keys(seed, n, keys).map(key).collect();
                         client.mget::<_, Option<Vec<u8>>>(&keys).await?;
                     }
+                    Op::Pipeline {
+                        seed,
+                        n,
+                        read_ratio,
+                    } => {
+                        let pipe = crate::bench_pipeline::whole(seed, n, keys, read_ratio, value);
+                        crate::bench_pipeline::shardis(client, &pipe).await?;
+                    }
                 }
                 Ok(())
             }
             TargetDriver::Proxy { conns, next } => {
                 let mut conn =
                     conns[next.fetch_add(1, Ordering::Relaxed) as usize % conns.len()].clone();
+                if let Op::Pipeline {
+                    seed,
+                    n,
+                    read_ratio,
+                } = op
+                {
+                    let pipe = crate::bench_pipeline::whole(seed, n, keys, read_ratio, value);
+                    return crate::bench_pipeline::proxy(&mut conn, &pipe).await;
+                }
                 let cmd = match op {
                     Op::Get(i) => redis::cmd("GET").arg(key(i)).to_owned(),
                     Op::Set(i) => redis::cmd("SET").arg(key(i)).arg(value).to_owned(),
+                    // Sent above, as one pipeline.
+                    Op::Pipeline { .. } => return Ok(()),
                     Op::Mget { seed, n } => {
                         let mut c = redis::cmd("MGET");
                         for k in mget_keys(seed, n, keys) {
@@ -262,7 +297,7 @@ impl TargetDriver {
                     }
                 };
                 match op {
-                    Op::Mget { .. } => {
+                    Op::Mget { .. } | Op::Pipeline { .. } => {
                         into_values(cmd.query_async(&mut conn).await.map_err(redis_error)?)
                     }
                     _ => cmd
@@ -282,6 +317,19 @@ impl TargetDriver {
                     per[next.fetch_add(1, Ordering::Relaxed) as usize % per.len()].clone()
                 };
                 match op {
+                    Op::Pipeline {
+                        seed,
+                        n,
+                        read_ratio,
+                    } => {
+                        crate::bench_pipeline::direct(
+                            locator,
+                            pick,
+                            (seed, n, keys, read_ratio),
+                            value,
+                        )
+                        .await
+                    }
                     Op::Get(i) | Op::Set(i) => {
                         let k = key(i);
                         let mut conn = pick(locator.index(k.as_bytes()));
@@ -341,7 +389,7 @@ fn into_values(values: Vec<Value>) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorKind::Type, e.to_string()))
 }
 
-fn redis_error(e: redis::RedisError) -> Error {
+pub(crate) fn redis_error(e: redis::RedisError) -> Error {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
@@ -371,6 +419,9 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
     }
     if args.pipeline_depth == 0 {
         return Err(bad("--pipeline-depth", "must be at least 1"));
+    }
+    if args.pipeline_size == Some(0) {
+        return Err(bad("--pipeline-size", "must be at least 1"));
     }
     if args.mget_size == Some(0) || args.mget_size.is_some_and(|n| n as u64 > args.keys) {
         return Err(bad("--mget-size", "must be between 1 and --keys"));
@@ -420,11 +471,12 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                 results.clone(),
                 locator.clone(),
             );
-            let (keys, read_ratio, mget, depth) = (
+            let (keys, read_ratio, mget, depth, pipeline) = (
                 args.keys,
                 args.read_ratio,
                 args.mget_size,
                 args.pipeline_depth,
+                args.pipeline_size,
             );
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(t as u64 + 1);
@@ -436,6 +488,14 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                 while !stop.load(Ordering::Relaxed) {
                     ops.clear();
                     for _ in 0..depth {
+                        if let Some(n) = pipeline {
+                            ops.push(Op::Pipeline {
+                                seed: rng.u64(..),
+                                n,
+                                read_ratio,
+                            });
+                            continue;
+                        }
                         ops.push(if rng.f64() < read_ratio {
                             match mget {
                                 Some(n) => Op::Mget {
@@ -463,6 +523,21 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
                         match *op {
                             Op::Get(i) | Op::Set(i) => {
                                 per_shard[locator.index(key(i).as_bytes())] += 1
+                            }
+                            Op::Pipeline {
+                                seed,
+                                n,
+                                read_ratio,
+                            } => {
+                                touched.iter_mut().for_each(|t| *t = false);
+                                for (k, _) in
+                                    crate::bench_pipeline::commands(seed, n, keys, read_ratio)
+                                {
+                                    touched[locator.index(key(k).as_bytes())] = true;
+                                }
+                                for (count, t) in per_shard.iter_mut().zip(&touched) {
+                                    *count += u64::from(*t);
+                                }
                             }
                             Op::Mget { seed, n } => {
                                 touched.iter_mut().for_each(|t| *t = false);
@@ -545,6 +620,7 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
             "pipeline_depth": args.pipeline_depth,
             "read_ratio": args.read_ratio,
             "mget_size": args.mget_size,
+            "pipeline_size": args.pipeline_size,
             "value_size": args.value_size,
             "keys": args.keys,
             "p50_us": q(0.5),
@@ -557,9 +633,15 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
             "per_shard": per_shard,
         })),
         Format::Table => {
-            let workload = match args.mget_size {
-                Some(n) => format!("{:.0}% MGET of {n} keys, rest SET", args.read_ratio * 100.0),
-                None => format!("{:.0}% GET, rest SET", args.read_ratio * 100.0),
+            let workload = match (args.mget_size, args.pipeline_size) {
+                (_, Some(n)) => format!(
+                    "pipelines of {n} commands, {:.0}% GET, rest SET",
+                    args.read_ratio * 100.0
+                ),
+                (Some(n), _) => {
+                    format!("{:.0}% MGET of {n} keys, rest SET", args.read_ratio * 100.0)
+                }
+                (None, None) => format!("{:.0}% GET, rest SET", args.read_ratio * 100.0),
             };
             println!(
                 "target {}: {workload}; {} tasks x {} in flight on {} thread(s); {}-byte values; {} keys; {elapsed:.1} s",

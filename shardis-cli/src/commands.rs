@@ -28,6 +28,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bench(args) => crate::bench::run(format, config(cli.config.as_deref())?, args)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Invalidate(args) => {
+            crate::invalidate::run(format, client(cli.config.as_deref()).await?, args).await
+        }
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate {
             twemproxy,
@@ -45,6 +48,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 None => config(cli.config.as_deref())?,
             };
             locate(&config, format, &keys)
+        }
+        Command::Scan { pattern, count } => {
+            let client = client(cli.config.as_deref()).await?;
+            crate::fleet::scan(&client, format, &pattern, count).await
+        }
+        Command::RunAll { command } => {
+            let client = client(cli.config.as_deref()).await?;
+            crate::fleet::run_all(&client, format, &command).await
         }
         Command::Get { key } => {
             let client = client(cli.config.as_deref()).await?;

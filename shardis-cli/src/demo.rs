@@ -113,6 +113,16 @@ pub async fn run(format: Format, keys: usize) -> Result<ExitCode, Error> {
         say(format!("  {k:<20} -> {s}"));
     }
 
+    // Cache layer: a stampede on one cold key loads it once.
+    say(format!(
+        "\n{} concurrent cache requests (get_or_load) on one cold key, 200 ms loader...",
+        crate::demo_cache::REQUESTS
+    ));
+    let (loader_calls, stampede_ms) = crate::demo_cache::stampede(&client).await?;
+    say(format!(
+        "  all answered in {stampede_ms:.0} ms; the loader ran {loader_calls} time(s)"
+    ));
+
     // 2. Kill a primary: reads go on from its replica; writes to it fail fast once it is down.
     say(format!(
         "\nkilling {}'s primary (SIGKILL) and reading every key again...",
@@ -204,6 +214,11 @@ pub async fn run(format: Format, keys: usize) -> Result<ExitCode, Error> {
                 "reads_failed": failed_before,
                 "marked_down_ms": down_ms,
                 "write_error_kind": write_error.as_ref().map(|e| e.kind().as_str()),
+            },
+            "cache_stampede": {
+                "requests": crate::demo_cache::REQUESTS,
+                "loader_calls": loader_calls,
+                "ms": stampede_ms,
             },
             "added_shard": {
                 "name": ADDED,

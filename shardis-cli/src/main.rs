@@ -6,10 +6,17 @@
 //! shardis --config FILE del KEY
 //! shardis --config FILE locate KEY...     (`-` reads keys from stdin, one per line)
 //! shardis --config FILE stats [--watch 2s]
+//! shardis --config FILE invalidate [--namespace NS] KEY... | --tag TAG | --pattern PAT
+//! shardis --config FILE scan PATTERN [--count]
+//! shardis --config FILE run-all CMD ARGS...
 //! shardis demo
 //! ```
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
 //! no key, 2 on an error.
+
+// The load generator's task (every workload of `bench` in one spawned future) nests deep
+// futures; the default limit (128) is too low to check that it is `Send`.
+#![recursion_limit = "256"]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -18,9 +25,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_pipeline;
 mod commands;
 mod demo;
+mod demo_cache;
 mod error;
+mod fleet;
+mod invalidate;
 mod output;
 mod parse;
 mod remap;
@@ -90,13 +101,33 @@ enum Command {
     /// ops/s, clients and replication lag per endpoint, fleet totals, and balance against the
     /// weights. A down endpoint is a row that says so.
     Stats(stats::StatsArgs),
+    /// Delete cache keys (as `shardis::cache` stores them): by key, by tag over every shard, or
+    /// by pattern with SCAN on every shard's primary.
+    Invalidate(invalidate::InvalidateArgs),
+    /// Every key matching a glob PATTERN (as SCAN ... MATCH), from every shard's primary,
+    /// scanned concurrently: one key a line, or with --count only their number.
+    Scan {
+        /// The pattern (Redis glob syntax: `user:*`, `session:?`, `[ab]*`).
+        pattern: OsString,
+        /// Print only how many keys match.
+        #[arg(long)]
+        count: bool,
+    },
+    /// Run one keyless command (INFO, DBSIZE, PING, SCRIPT FLUSH, CONFIG GET ...) on every
+    /// shard's primary at once; print each shard's reply. Exit 1 if a shard failed.
+    RunAll {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
     Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.
     Remap(remap::RemapArgs),
     /// Start local redis-servers (three primaries with a replica each), write keys through the
     /// client, show how they spread, read them back, kill a primary and keep reading from its
-    /// replica, add a shard live, and stop the servers.
+    /// replica, add a shard live, and stop the servers; on the way, 1 000 concurrent cache
+    /// requests on one cold key call their loader once.
     Demo {
         /// How many keys to write.
         #[arg(long, default_value_t = 10_000)]

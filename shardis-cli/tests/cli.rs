@@ -256,6 +256,8 @@ fn demo_runs_the_whole_story() {
     assert_eq!(v["failover"]["reads_failed"], 0);
     assert_eq!(v["failover"]["write_error_kind"], "shard_unavailable");
     assert!(v["failover"]["marked_down_ms"].is_number());
+    assert_eq!(v["cache_stampede"]["requests"], 1000);
+    assert_eq!(v["cache_stampede"]["loader_calls"], 1);
     assert_eq!(v["added_shard"]["version"], 2);
     assert!(v["added_shard"]["new_keys_on_it"].as_u64().unwrap() > 300);
 }

@@ -13,6 +13,8 @@
 //! connections_per_endpoint = 1
 //! connect_timeout_ms = 500
 //! response_timeout_ms = 500
+//! coalesce_reads = true      # merge concurrent reads per endpoint into one MGET
+//! # hedge_after_ms = 5       # or "adaptive"; absent: no hedged reads
 //!
 //! [limits]
 //! max_key_bytes = 536870912   # optional
@@ -59,7 +61,7 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind, QUOTE_LIMIT};
 use crate::options::{
-    HealthOptions, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
 };
 use crate::placement::{Algorithm, HashTag, KeyHash, PlacementSpec};
 use crate::tls::TlsOptions;
@@ -158,6 +160,16 @@ struct RawPool {
     connections_per_endpoint: Option<u32>,
     connect_timeout_ms: Option<u64>,
     response_timeout_ms: Option<u64>,
+    coalesce_reads: Option<bool>,
+    hedge_after_ms: Option<RawHedge>,
+}
+
+/// `hedge_after_ms`: a number of milliseconds, `"adaptive"` or `"off"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawHedge {
+    Millis(u64),
+    Word(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -188,7 +200,7 @@ impl Config {
                 .as_deref()
                 .map(HashTag::parse)
                 .transpose()?,
-            pool: pool_options(&raw.pool),
+            pool: pool_options(&raw.pool)?,
             health: health_options(&raw.health),
             routing: RoutingOptions {
                 read_from: raw.routing.read_from.unwrap_or_default(),
@@ -447,9 +459,24 @@ fn health_options(raw: &RawHealth) -> HealthOptions {
     }
 }
 
-fn pool_options(raw: &RawPool) -> PoolOptions {
+fn pool_options(raw: &RawPool) -> Result<PoolOptions, ConfigError> {
     let d = PoolOptions::default();
-    PoolOptions {
+    let hedge_after = match &raw.hedge_after_ms {
+        None => d.hedge_after,
+        Some(RawHedge::Millis(ms)) => HedgeAfter::from(*ms),
+        Some(RawHedge::Word(w)) if w == "adaptive" => HedgeAfter::Adaptive,
+        Some(RawHedge::Word(w)) if w == "off" => HedgeAfter::Off,
+        Some(RawHedge::Word(w)) => {
+            return Err(ConfigError::InvalidValue {
+                field: "pool.hedge_after_ms".into(),
+                reason: format!(
+                    "{} is neither a number of milliseconds nor \"adaptive\" or \"off\"",
+                    crate::error::quoted(w)
+                ),
+            })
+        }
+    };
+    Ok(PoolOptions {
         connections_per_endpoint: raw
             .connections_per_endpoint
             .unwrap_or(d.connections_per_endpoint),
@@ -461,7 +488,9 @@ fn pool_options(raw: &RawPool) -> PoolOptions {
             .response_timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(d.response_timeout),
-    }
+        coalesce_reads: raw.coalesce_reads.unwrap_or(d.coalesce_reads),
+        hedge_after,
+    })
 }
 
 #[cfg(test)]
@@ -519,6 +548,40 @@ mod tests {
         assert!(o.routing.flush_on_rejoin);
         let s = &c.topology().shards()[0];
         assert_eq!((s.weight(), s.replicas().len()), (2, 1));
+    }
+
+    #[test]
+    fn coalescing_and_hedging_parse_and_are_checked() {
+        let parse = |pool: &str, routing: &str| {
+            Config::from_toml_str(&format!("[pool]\n{pool}\n[routing]\n{routing}\n{SHARD}"))
+        };
+        let replicas = "read_from = \"primary_then_replica\"";
+        let o = parse("", "").unwrap();
+        assert_eq!(
+            o.options().pool.coalesce_reads,
+            PoolOptions::DEFAULT_COALESCE_READS
+        );
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Off);
+        let o = parse("coalesce_reads = false\nhedge_after_ms = 5", replicas).unwrap();
+        assert!(!o.options().pool.coalesce_reads);
+        assert_eq!(
+            o.options().pool.hedge_after,
+            HedgeAfter::Fixed(Duration::from_millis(5))
+        );
+        let o = parse("hedge_after_ms = \"adaptive\"", replicas).unwrap();
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Adaptive);
+        let o = parse("hedge_after_ms = \"off\"", "").unwrap();
+        assert_eq!(o.options().pool.hedge_after, HedgeAfter::Off);
+        for (pool, routing) in [
+            ("hedge_after_ms = \"soon\"", replicas),
+            ("hedge_after_ms = 0", replicas),
+            ("hedge_after_ms = 500", replicas),
+            ("hedge_after_ms = 5", ""),
+            ("hedge_after_ms = \"adaptive\"", "read_from = \"primary\""),
+        ] {
+            let e = parse(pool, routing).unwrap_err();
+            assert!(e.to_string().contains("pool.hedge_after_ms"), "{pool}: {e}");
+        }
     }
 
     #[test]

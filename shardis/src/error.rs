@@ -29,6 +29,14 @@ pub enum ErrorKind {
     ShardUnavailable,
     /// An I/O error outside a Redis connection (reading a config file, spawning a process).
     Io,
+    /// A transaction (atomic pipeline) or a script has keys on more than one shard: refused
+    /// before anything is sent. The message names two of the keys and their shards.
+    CrossShard,
+    /// A lock is held by someone else and was not released within the wait.
+    LockNotAcquired,
+    /// A lock's extend or release found it no longer held by this holder: it expired (and
+    /// may have been taken by another).
+    LockLost,
     /// TLS failed: the server's certificate is not trusted (another CA, expired, issued for
     /// another host name), the endpoint does not speak TLS behind `rediss://` (or only TLS
     /// behind `redis://`), or a `[tls]` file is missing, unreadable or not valid PEM. Not a
@@ -48,6 +56,9 @@ impl ErrorKind {
             ErrorKind::Type => "type",
             ErrorKind::ShardUnavailable => "shard_unavailable",
             ErrorKind::Io => "io",
+            ErrorKind::CrossShard => "cross_shard",
+            ErrorKind::LockNotAcquired => "lock_not_acquired",
+            ErrorKind::LockLost => "lock_lost",
             ErrorKind::Tls => "tls",
         }
     }
@@ -389,6 +400,29 @@ impl Error {
         source
             .downcast_ref::<redis::RedisError>()
             .and_then(|e| e.code())
+    }
+
+    /// A copy of this error for another caller (each caller of a merged read gets its own):
+    /// kind, message, shard, endpoint and whether it was sent; a redis-rs source is kept
+    /// (its `server_code` too), another source is not.
+    pub(crate) fn duplicate(&self) -> Self {
+        let i = &self.inner;
+        let source = i
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
+            .map(|e| Box::new(e.clone()) as Box<dyn std::error::Error + Send + Sync>);
+        Error {
+            inner: Box::new(Inner {
+                kind: i.kind,
+                message: i.message.clone(),
+                shard: i.shard.clone(),
+                endpoint: i.endpoint.clone(),
+                config: i.config.clone(),
+                sent: i.sent,
+                source,
+            }),
+        }
     }
 
     /// Marks the request as written to a connection before it failed.

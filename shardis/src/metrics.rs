@@ -33,7 +33,10 @@ pub use prometheus::serve_prometheus;
 /// Labels: `shard`, `role`, `command`, `outcome`.
 /// - `command`: `GET`, `SET` (also `set_ex`), `DEL` (also `del_many`), `EXISTS`, `PEXPIRE`,
 ///   `PTTL`, `INCRBY`, `MGET`, `MSET`, and `QUERY` for every command sent by `query` and
-///   `query_read` (their own names are not recorded, to keep the label set small).
+///   `query_read` (their own names are not recorded, to keep the label set small) and by
+///   `on_every_shard`; `PIPELINE` for each shard's part of a `query_pipeline`, `MULTI` for a
+///   transaction, `EVALSHA` for a script (the lock and the rate limiter included), `SCAN` for
+///   each call of a scan.
 /// - `outcome`: `ok` (any reply, error replies excepted); `error` (an error reply, a connection
 ///   failure); `timeout` (no connection or no reply in time); `unavailable` (refused before any
 ///   I/O: the shard's endpoints are down, or every shard is ejected — then `shard` is empty).
@@ -78,6 +81,28 @@ pub const POOL_CONNECTIONS: &str = "shardis_pool_connections";
 ///
 /// No labels.
 pub const ROUTING_TABLE_VERSION: &str = "shardis_routing_table_version";
+
+/// Counter: merged `MGET`s sent by read coalescing (`pool.coalesce_reads`) that carried the
+/// reads of two or more callers. A read sent alone is not counted.
+///
+/// Labels: `shard`.
+pub const COALESCED_BATCHES_TOTAL: &str = "shardis_coalesced_batches_total";
+
+/// Counter: reads (`get` calls and per-shard parts of `mget` calls) that went in a merged
+/// `MGET` with other callers' reads. Divided by [`COALESCED_BATCHES_TOTAL`]: the mean number
+/// of callers per merged batch.
+///
+/// Labels: `shard`.
+pub const COALESCED_READS_TOTAL: &str = "shardis_coalesced_reads_total";
+
+/// Counter: hedged reads (`pool.hedge_after_ms`), by what came of them.
+///
+/// Labels: `shard`, `result`:
+/// - `won`: the hedge, sent to the shard's other endpoint, answered first;
+/// - `lost`: the first endpoint answered first (the hedge was extra load);
+/// - `capped`: the delay passed without an answer, but the hedge budget (5% of reads) was
+///   spent, so no hedge was sent.
+pub const HEDGED_READS_TOTAL: &str = "shardis_hedged_reads_total";
 
 /// Counter (cache layer): lookups by what they found.
 ///
@@ -142,6 +167,21 @@ pub fn describe() {
     describe_gauge!(
         ROUTING_TABLE_VERSION,
         "Version of the routing table in force (+1 per swap, ejection, rejoin or promotion)."
+    );
+    describe_counter!(
+        COALESCED_BATCHES_TOTAL,
+        Unit::Count,
+        "Merged MGETs that carried the reads of two or more callers (coalesce_reads)."
+    );
+    describe_counter!(
+        COALESCED_READS_TOTAL,
+        Unit::Count,
+        "Reads (get calls, mget parts) sent in a merged MGET with other callers' reads."
+    );
+    describe_counter!(
+        HEDGED_READS_TOTAL,
+        Unit::Count,
+        "Hedged reads by result (won, lost, capped)."
     );
     describe_counter!(
         CACHE_REQUESTS_TOTAL,
@@ -219,6 +259,25 @@ impl FailoverKind {
             FailoverKind::Eject => "eject",
             FailoverKind::Rejoin => "rejoin",
             FailoverKind::Promote => "promote",
+        }
+    }
+}
+
+/// The `result` of a hedged read, as [`HEDGED_READS_TOTAL`] labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HedgeResult {
+    Won,
+    Lost,
+    Capped,
+}
+
+impl HedgeResult {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn as_str(self) -> &'static str {
+        match self {
+            HedgeResult::Won => "won",
+            HedgeResult::Lost => "lost",
+            HedgeResult::Capped => "capped",
         }
     }
 }

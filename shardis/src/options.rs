@@ -48,6 +48,15 @@ impl Options {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.placement.validate()?;
         self.pool.validate()?;
+        if self.pool.hedge_after != HedgeAfter::Off && self.routing.read_from == ReadFrom::Primary {
+            return Err(ConfigError::InvalidValue {
+                field: "pool.hedge_after_ms".into(),
+                reason: "reads go to primaries only (routing.read_from = \"primary\"), so no \
+                         read can be hedged; set read_from to \"primary_then_replica\" or \
+                         \"prefer_replica\""
+                    .into(),
+            });
+        }
         self.health.validate()?;
         self.tls.validate()?;
         if self.max_key_bytes == 0 || self.max_key_bytes > Self::DEFAULT_MAX_KEY_BYTES {
@@ -118,6 +127,60 @@ pub struct PoolOptions {
     /// Limit on waiting for a reply to a request. Defaults to
     /// [`PoolOptions::DEFAULT_RESPONSE_TIMEOUT`].
     pub response_timeout: Duration,
+    /// Merge concurrent reads per endpoint (`coalesce_reads`): `get`s and the per-shard parts
+    /// of `mget`s that go to one endpoint while a batch to it is in flight are sent together
+    /// as one `MGET` when it answers. No timer: a read that finds no batch in flight is sent
+    /// at once. With it on, `get` is always sent as `MGET`, so a key holding a non-string
+    /// reads as nil instead of failing with `WRONGTYPE`; `query` and `query_read` are never
+    /// merged. Defaults to [`PoolOptions::DEFAULT_COALESCE_READS`].
+    pub coalesce_reads: bool,
+    /// Hedged reads (`hedge_after_ms`): a read allowed on a replica that has no answer after
+    /// this delay is also sent to the shard's other endpoint, and the first answer wins; at
+    /// most 5% of reads (plus a burst of 10) are hedged. Defaults to [`HedgeAfter::Off`].
+    pub hedge_after: HedgeAfter,
+}
+
+/// When a read is hedged (`[pool] hedge_after_ms`): a number of milliseconds, `"adaptive"`,
+/// or off (the default, when the key is absent).
+///
+/// ```
+/// use std::time::Duration;
+/// use shardis::HedgeAfter;
+/// assert_eq!(HedgeAfter::from(5), HedgeAfter::Fixed(Duration::from_millis(5)));
+/// assert_eq!(HedgeAfter::default(), HedgeAfter::Off);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum HedgeAfter {
+    /// No hedging.
+    #[default]
+    Off,
+    /// Hedge after this long without an answer (1 ms up to below the response timeout).
+    Fixed(Duration),
+    /// Hedge after the endpoint's observed p99 read latency (over its recent reads, at least
+    /// [`HedgeAfter::ADAPTIVE_FLOOR`]); [`HedgeAfter::ADAPTIVE_START`] until it has answered
+    /// enough reads to tell.
+    Adaptive,
+}
+
+impl HedgeAfter {
+    /// The shortest adaptive delay: 1 ms. Below that, a hedge costs more than it saves.
+    pub const ADAPTIVE_FLOOR: Duration = Duration::from_millis(1);
+    /// The adaptive delay before an endpoint has a latency record: 10 ms.
+    pub const ADAPTIVE_START: Duration = Duration::from_millis(10);
+}
+
+impl From<u64> for HedgeAfter {
+    /// A fixed delay of `ms` milliseconds.
+    fn from(ms: u64) -> HedgeAfter {
+        HedgeAfter::Fixed(Duration::from_millis(ms))
+    }
+}
+
+impl From<Duration> for HedgeAfter {
+    fn from(d: Duration) -> HedgeAfter {
+        HedgeAfter::Fixed(d)
+    }
 }
 
 impl PoolOptions {
@@ -130,6 +193,9 @@ impl PoolOptions {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
     /// Default response timeout: 500 ms.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+    /// Default `coalesce_reads`: see the README's "Read coalescing and hedged reads" for the
+    /// measurements it was chosen from.
+    pub const DEFAULT_COALESCE_READS: bool = true;
     /// Upper bound on connections per endpoint.
     pub const MAX_CONNECTIONS: u32 = 1024;
     /// Upper bound on the connect and response timeouts: 1 hour.
@@ -155,7 +221,21 @@ impl PoolOptions {
             self.response_timeout,
             1,
             Self::MAX_TIMEOUT_MS,
-        )
+        )?;
+        if let HedgeAfter::Fixed(d) = self.hedge_after {
+            // A hedge at or after the response timeout would never go: the read has failed
+            // over by then.
+            let below = (self.response_timeout.as_millis() as u64).saturating_sub(1);
+            check_ms("pool.hedge_after_ms", d, 1, below.max(1))?;
+            if d >= self.response_timeout {
+                return Err(out_of_range(
+                    "pool.hedge_after_ms",
+                    d.as_millis(),
+                    "1..response_timeout_ms",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +245,8 @@ impl Default for PoolOptions {
             connections_per_endpoint: Self::DEFAULT_CONNECTIONS,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            coalesce_reads: Self::DEFAULT_COALESCE_READS,
+            hedge_after: HedgeAfter::Off,
         }
     }
 }

@@ -436,6 +436,9 @@ async fn no_label_carries_a_password_and_every_metric_is_described() {
         FAILOVERS_TOTAL,
         POOL_CONNECTIONS,
         ROUTING_TABLE_VERSION,
+        COALESCED_BATCHES_TOTAL,
+        COALESCED_READS_TOTAL,
+        HEDGED_READS_TOTAL,
         CACHE_REQUESTS_TOTAL,
         CACHE_LOADS_TOTAL,
         CACHE_LOAD_DURATION_SECONDS,
@@ -448,6 +451,44 @@ async fn no_label_carries_a_password_and_every_metric_is_described() {
             .unwrap_or_else(|| panic!("{name} is not described"));
         assert!(!d.is_empty());
     }
+}
+
+#[tokio::test]
+async fn merged_reads_and_hedges_are_counted() {
+    let rec = Recorded::new();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let shard = replicated(1).await;
+    let mut health = patient_health();
+    health.interval = Duration::from_secs(3600);
+    let client = Client::builder()
+        .shard_spec(ShardSpec::new("s", shard.primary.url()).replica(shard.replicas[0].url()))
+        .read_from(ReadFrom::PrimaryThenReplica)
+        .coalesce_reads(true)
+        .hedge_after_ms(5)
+        .response_timeout(Duration::from_secs(30))
+        .health(health)
+        .build()
+        .await
+        .unwrap();
+    client.set("k", "v").await.unwrap();
+    wait_replicated(&shard).await;
+    // Three reads at once: the first goes alone, the other two ride together behind it.
+    let reads =
+        futures_util::future::join_all((0..3).map(|_| client.get::<_, Option<String>>("k")));
+    for r in reads.await {
+        assert_eq!(r.unwrap().as_deref(), Some("v"));
+    }
+    assert!(rec.counter(COALESCED_BATCHES_TOTAL, &[("shard", "s")]) >= 1);
+    assert!(rec.counter(COALESCED_READS_TOTAL, &[("shard", "s")]) >= 2);
+    let won = || rec.counter(HEDGED_READS_TOTAL, &[("shard", "s"), ("result", "won")]);
+    let before = won();
+    shard.primary.pause().unwrap();
+    let v: Option<String> = client.get("k").await.unwrap();
+    assert_eq!(v.as_deref(), Some("v"));
+    assert_eq!(won(), before + 1);
+    // A hedge win is not a replica_read failover.
+    assert_eq!(rec.counter(FAILOVERS_TOTAL, &[("kind", "replica_read")]), 0);
+    shard.primary.resume().unwrap();
 }
 
 #[path = "metrics/prometheus.rs"]

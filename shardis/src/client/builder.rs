@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::Client;
 use crate::config::Config;
 use crate::error::Result;
-use crate::options::{HealthOptions, OnPrimaryDown, Options, ReadFrom};
+use crate::options::{HealthOptions, HedgeAfter, OnPrimaryDown, Options, ReadFrom};
 use crate::placement::{CustomPlacement, HashTag, PlacementSpec};
 use crate::topology::{ShardSpec, Topology};
 
@@ -102,6 +102,35 @@ impl ClientBuilder {
     /// Response timeout. Defaults to 500 ms.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.options.pool.response_timeout = timeout;
+        self
+    }
+
+    /// Merges concurrent `get`s and `mget` parts per endpoint into one `MGET` while a batch to
+    /// that endpoint is in flight (see [`PoolOptions::coalesce_reads`](crate::PoolOptions)).
+    /// Defaults to [`PoolOptions::DEFAULT_COALESCE_READS`](crate::PoolOptions::DEFAULT_COALESCE_READS).
+    pub fn coalesce_reads(mut self, on: bool) -> Self {
+        self.options.pool.coalesce_reads = on;
+        self
+    }
+
+    /// Hedged reads: `hedge_after_ms(5)` sends a read that has no answer after 5 ms to the
+    /// shard's other endpoint too (first answer wins, at most 5% of reads hedged);
+    /// `hedge_after_ms(HedgeAfter::Adaptive)` waits for the endpoint's observed p99. Needs a
+    /// `read_from` that allows replicas. Defaults to [`HedgeAfter::Off`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> shardis::Result<()> {
+    /// use shardis::{Client, HedgeAfter, ReadFrom, ShardSpec};
+    /// let client = Client::builder()
+    ///     .shard_spec(ShardSpec::new("a", "redis://127.0.0.1:7001").replica("redis://127.0.0.1:7101"))
+    ///     .read_from(ReadFrom::PrimaryThenReplica)
+    ///     .hedge_after_ms(HedgeAfter::Adaptive)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn hedge_after_ms(mut self, hedge: impl Into<HedgeAfter>) -> Self {
+        self.options.pool.hedge_after = hedge.into();
         self
     }
 

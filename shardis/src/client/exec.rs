@@ -16,8 +16,8 @@ use crate::control::{unavailable, Outcome};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::Role;
 use crate::metrics::{self, FailoverKind, RequestOutcome, Started};
-use crate::node::Node;
-use crate::options::ReadFrom;
+use crate::node::{Node, Request};
+use crate::options::{HedgeAfter, ReadFrom};
 use crate::router::{RoutingTable, ShardRoute};
 
 /// Whether a command only reads (and may go to a replica under the read policy) or writes.
@@ -25,6 +25,14 @@ use crate::router::{RoutingTable, ShardRoute};
 pub(crate) enum Access {
     Read,
     Write,
+}
+
+/// How an attempt is sent: merged with other callers' reads (`coalesce_reads`, for `GET`s
+/// and `MGET` parts), and whether its latency feeds adaptive hedging.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sending {
+    pub(crate) coalesce: bool,
+    pub(crate) time_reads: bool,
 }
 
 /// One shard's reply to its part of a multi-key command: the range of the plan's order its
@@ -52,20 +60,24 @@ impl Client {
             );
             return Err(fail_fast(no_shard()).await);
         };
-        let reply = self.exec(&table, route, name, cmd, access).await?;
+        let reply = self
+            .exec(&table, route, name, Request::Cmd(cmd), access)
+            .await?;
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
     }
 
     /// Sends `cmd` to the endpoint of `route` that the policies choose; a read that fails with
     /// a connection error, a timeout or a transient server error (`LOADING`, `BUSY`,
     /// `MASTERDOWN`, `TRYAGAIN`) is sent once more, at once, to the fallback endpoint.
-    /// A read a replica serves in the primary's stead counts as a `replica_read` failover.
-    async fn exec(
+    /// With `hedge_after_ms`, a read unanswered after the delay also goes to the fallback
+    /// endpoint (see `hedge`). A read a replica serves in the primary's stead (not as a hedge)
+    /// counts as a `replica_read` failover.
+    pub(super) async fn exec(
         &self,
         table: &RoutingTable,
         route: &ShardRoute,
         name: &'static str,
-        cmd: &Cmd,
+        request: Request<'_>,
         access: Access,
     ) -> Result<Value> {
         let routing = &table.options().routing;
@@ -82,17 +94,41 @@ impl Client {
             let e = unavailable(route, access == Access::Write, routing.on_primary_down);
             return Err(fail_fast(e).await);
         };
-        let (served_by, result) = match self.attempt(route, node, name, cmd).await {
-            Err(e) if e.is_failover_candidate() || e.is_transient() => match fallback {
-                Some(other) => (other, self.attempt(route, other, name, cmd).await),
+        let pool = &table.options().pool;
+        let read = access == Access::Read;
+        let how = Sending {
+            coalesce: read && pool.coalesce_reads && matches!(name, "GET" | "MGET"),
+            time_reads: read && pool.hedge_after == HedgeAfter::Adaptive,
+        };
+        let (served_by, result, both) = match fallback {
+            Some(other) if read && pool.hedge_after != HedgeAfter::Off => {
+                // Boxed: only hedged reads pay for it, and it keeps the request path's future
+                // shallow (a deeply nested future type can exceed the compiler's layout depth
+                // limit in a caller's crate).
+                Box::pin(self.hedged(route, node, other, pool.hedge_after, name, request, how))
+                    .await
+            }
+            _ => (
+                node,
+                Box::pin(self.attempt(route, node, name, request, how)).await,
+                false,
+            ),
+        };
+        let (served_by, result) = match result {
+            Err(e) if !both && (e.is_failover_candidate() || e.is_transient()) => match fallback {
+                Some(other) => (
+                    other,
+                    Box::pin(self.attempt(route, other, name, request, how)).await,
+                ),
                 None => (node, Err(e)),
             },
-            result => (node, result),
+            result => (served_by, result),
         };
         // Only `primary_then_replica` reads a replica instead of the primary: `primary` never
         // reads one, and `prefer_replica` reads them by choice.
         if routing.read_from == ReadFrom::PrimaryThenReplica
             && result.is_ok()
+            && !both
             && !Arc::ptr_eq(served_by, &route.primary)
         {
             metrics::failover(&route.name, FailoverKind::ReplicaRead);
@@ -101,12 +137,17 @@ impl Client {
     }
 
     /// One try on one endpoint, recorded for its health and in the request metrics.
-    async fn attempt(
+    ///
+    /// Callers box its future: one allocation per try (next to a network round trip) keeps
+    /// the future types of every public call shallow, so that callers nesting them in their
+    /// own tasks and combinators stay within the compiler's type-layout depth limit.
+    pub(super) async fn attempt(
         &self,
         route: &ShardRoute,
         node: &Arc<Node>,
         name: &'static str,
-        cmd: &Cmd,
+        request: Request<'_>,
+        how: Sending,
     ) -> Result<Value> {
         let span = tracing::debug_span!(
             "shardis",
@@ -115,7 +156,20 @@ impl Client {
             endpoint = node.label()
         );
         let started = Started::now();
-        let result = node.query(cmd).instrument(span).await;
+        let timed = how.time_reads.then(std::time::Instant::now);
+        let result = match request {
+            Request::Cmd(cmd) if how.coalesce => {
+                let (result, callers) = node.read_merged(cmd, name == "GET").instrument(span).await;
+                if callers > 1 {
+                    route.metrics.coalesced(callers);
+                }
+                result
+            }
+            _ => node.send(request).instrument(span).await,
+        };
+        if let (Some(t), Ok(_)) = (timed, &result) {
+            node.latency().record(t.elapsed());
+        }
         let role = if Arc::ptr_eq(node, &route.primary) {
             Role::Primary
         } else {
@@ -176,7 +230,9 @@ impl Client {
                 }
                 let range = range.clone();
                 async move {
-                    let reply = self.exec(table, route, name, &cmd, access).await?;
+                    let reply = self
+                        .exec(table, route, name, Request::Cmd(&cmd), access)
+                        .await?;
                     Ok::<_, Error>((range, reply))
                 }
             })
@@ -210,14 +266,14 @@ impl Client {
 /// Returns `e` after yielding to the runtime: a request that fails without any I/O (its shard
 /// is down) gives the other tasks — the health monitor among them — their turn, so that loops
 /// retrying such requests cannot keep a worker to themselves.
-async fn fail_fast(e: Error) -> Error {
+pub(super) async fn fail_fast(e: Error) -> Error {
     tokio::task::yield_now().await;
     e
 }
 
 /// The role a request refused before any I/O needed, as `shardis_requests_total` labels it:
 /// the primary for writes, the policy's first choice for reads.
-fn needed_role(access: Access, read_from: ReadFrom) -> Role {
+pub(super) fn needed_role(access: Access, read_from: ReadFrom) -> Role {
     match (access, read_from) {
         (Access::Read, ReadFrom::PreferReplica) => Role::Replica,
         _ => Role::Primary,
@@ -225,7 +281,7 @@ fn needed_role(access: Access, read_from: ReadFrom) -> Role {
 }
 
 /// The error of a request when every shard is ejected.
-fn no_shard() -> Error {
+pub(super) fn no_shard() -> Error {
     Error::new(
         ErrorKind::ShardUnavailable,
         "every shard is ejected (its primary down); no shard can take the key",

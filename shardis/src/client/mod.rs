@@ -9,9 +9,16 @@
 //! - `commands`: the public commands.
 //! - `exec`: the request path (route, policy, attempt, health record, fan-out).
 //! - `fanout`: the pure per-shard plan of a multi-key command and the gathering of replies.
+//! - `hedge`: hedged reads (`hedge_after_ms`): the race of a slow read against its shard's
+//!   other endpoint. (Read coalescing, per endpoint, lives in `node`.)
 //! - `args`: argument encoding and limits.
+//! - `shardwise`: commands addressed to a shard by name (work that visits every shard).
 //! - `guard`: what `query` refuses before sending (connection-state, blocking and cross-shard
-//!   commands).
+//!   commands), and the keys of every command a pipeline may carry.
+//! - `pipeline`: sharded pipelines and single-shard transactions (a pure plan, then one
+//!   sub-pipeline per shard through `exec`).
+//! - `scan`: `scan_match` and `on_every_shard`, the whole fleet.
+//! - `script` (feature `scripts`): Lua scripts on the shard of their keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +38,12 @@ mod commands;
 mod exec;
 mod fanout;
 mod guard;
+mod hedge;
+mod pipeline;
+mod scan;
+#[cfg(feature = "scripts")]
+mod script;
+mod shardwise;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;
@@ -196,7 +209,33 @@ mod tests {
         fn spawnable<F: std::future::Future + Send>(_: F) {}
         let c: Option<Client> = None;
         if let Some(c) = c {
+            let c = &c;
             spawnable(async move { c.get::<_, Option<String>>("k").await });
+            spawnable(async move {
+                let pipe = redis::pipe();
+                c.query_pipeline::<redis::Value>(&pipe).await
+            });
+            spawnable(async move { c.on_every_shard::<String>(&redis::cmd("PING")).await });
+            spawnable(async move {
+                use futures_util::StreamExt;
+                c.scan_match("*").next().await
+            });
+            #[cfg(feature = "scripts")]
+            spawnable(async move {
+                let script = redis::Script::new("return 1");
+                c.invoke_script::<_, u8, i64>(&script, &["k"], &[]).await
+            });
+            #[cfg(feature = "lock")]
+            spawnable(async move {
+                let lock = c.lock("l").acquire().await?;
+                lock.extend(Duration::from_secs(1)).await?;
+                lock.release().await
+            });
+            #[cfg(feature = "rate-limit")]
+            spawnable(async move {
+                let limit = crate::RateLimit::per_second(1);
+                c.rate_limit("k", limit).await
+            });
         }
     }
 }

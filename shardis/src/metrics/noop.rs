@@ -15,6 +15,9 @@ impl RouteMetrics {
     pub(crate) fn new(_: &ShardName) -> RouteMetrics {
         RouteMetrics
     }
+
+    #[inline(always)]
+    pub(crate) fn coalesced(&self, _: usize) {}
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +37,9 @@ impl Started {
 pub(crate) fn unavailable(_: Option<&ShardName>, _: Role, _: &'static str) {}
 
 #[inline(always)]
+pub(crate) fn hedge(_: &ShardName, _: HedgeResult) {}
+
+#[inline(always)]
 pub(crate) fn failover(_: &ShardName, _: FailoverKind) {}
 
 #[inline(always)]
@@ -44,6 +50,22 @@ pub(crate) fn pool_connections(_: &ShardName, _: &Arc<str>, _: u32) {}
 
 #[inline(always)]
 pub(crate) fn table_version(_: u64) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_request(_: &'static str) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_load(_: bool, _: f64) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_wait(_: &'static str) {}
+
+#[inline(always)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_early_refresh() {}
 
 #[inline(always)]
 pub(crate) fn describe_all() {}

@@ -126,6 +126,8 @@ pub(crate) struct RouteMetrics {
     shard: SharedString,
     ok: [Kept<Counter>; 2 * COMMANDS],
     duration: [Kept<Histogram>; 2],
+    /// `shardis_coalesced_batches_total` and `shardis_coalesced_reads_total`.
+    coalesced: [Kept<Counter>; 2],
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -140,7 +142,27 @@ impl RouteMetrics {
             shard: shared(shard.shared()),
             ok: std::array::from_fn(|_| Kept::new()),
             duration: std::array::from_fn(|_| Kept::new()),
+            coalesced: std::array::from_fn(|_| Kept::new()),
         }
+    }
+
+    /// Records a merged `MGET` that carried the reads of `callers` callers.
+    pub(crate) fn coalesced(&self, callers: usize) {
+        with_recorder(|recorder| {
+            for (kept, name, n) in [
+                (&self.coalesced[0], COALESCED_BATCHES_TOTAL, 1),
+                (&self.coalesced[1], COALESCED_READS_TOTAL, callers as u64),
+            ] {
+                kept.apply(
+                    recorder,
+                    |rec| {
+                        let labels = vec![Label::new("shard", self.shard.clone())];
+                        rec.register_counter(&Key::from_parts(name, labels), &METADATA)
+                    },
+                    |counter| counter.increment(n),
+                );
+            }
+        });
     }
 }
 
@@ -209,6 +231,12 @@ pub(crate) fn failover(shard: &ShardName, kind: FailoverKind) {
         .increment(1);
 }
 
+/// Records what came of a hedged read on `shard`.
+pub(crate) fn hedge(shard: &ShardName, result: HedgeResult) {
+    counter!(HEDGED_READS_TOTAL, "shard" => shared(shard.shared()), "result" => result.as_str())
+        .increment(1);
+}
+
 /// Sets whether requests may use the endpoint.
 pub(crate) fn endpoint_up(shard: &ShardName, endpoint: &Arc<str>, role: Role, up: bool) {
     gauge!(ENDPOINT_UP, "shard" => shared(shard.shared()), "endpoint" => shared(endpoint),
@@ -225,6 +253,31 @@ pub(crate) fn pool_connections(shard: &ShardName, endpoint: &Arc<str>, open: u32
 /// Sets the version of the routing table in force.
 pub(crate) fn table_version(version: u64) {
     gauge!(ROUTING_TABLE_VERSION).set(version as f64);
+}
+
+/// Counts a cache lookup by its `result` (`hit`, `miss`, `stale`, `negative`, `decode_error`).
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_request(result: &'static str) {
+    counter!(CACHE_REQUESTS_TOTAL, "result" => result).increment(1);
+}
+
+/// Counts a cache loader run and records how long it took.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_load(ok: bool, seconds: f64) {
+    counter!(CACHE_LOADS_TOTAL, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+    ::metrics::histogram!(CACHE_LOAD_DURATION_SECONDS).record(seconds);
+}
+
+/// Counts a cache caller that waited for another's load (`in_process` or `lock`).
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_wait(source: &'static str) {
+    counter!(CACHE_WAITS_TOTAL, "source" => source).increment(1);
+}
+
+/// Counts a cache value refreshed before it expired.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn cache_early_refresh() {
+    counter!(CACHE_EARLY_REFRESHES_TOTAL).increment(1);
 }
 
 /// Registers the descriptions (a client calls it when it starts).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
-use redis::{Cmd, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use crate::error::{is_connection_failure, Error, ErrorKind, Result};
 use crate::health::{Health, HealthState};
@@ -18,10 +18,27 @@ use crate::pool::{is_turned_away, Conn, Manager};
 use crate::tls::TlsMaterial;
 use crate::topology::Endpoint;
 
+mod coalesce;
+mod latency;
 mod probe;
 
+use coalesce::Lane;
+pub(crate) use latency::{HedgeBudget, Latency};
 use probe::Prober;
 pub(crate) use probe::ServerRole;
+
+/// What one request sends to an endpoint.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// One command; an error reply is an error.
+    Cmd(&'a Cmd),
+    /// A pipeline: its replies come back as one array, error replies inside it (the pipeline
+    /// must be built with `ignore_errors`); a transaction's as the `EXEC` reply.
+    Pipeline(&'a Pipeline),
+    /// A script: `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` and the call once more.
+    #[cfg(feature = "scripts")]
+    Script(&'a redis::ScriptInvocation<'a>),
+}
 
 /// One endpoint's pool.
 pub(crate) struct Node {
@@ -45,6 +62,12 @@ pub(crate) struct Node {
     prober: Prober,
     /// Shared with the manager's connections: raising it retires them all.
     generation: Arc<AtomicU64>,
+    /// Reads waiting for the batch in flight (`coalesce_reads`).
+    lane: Arc<Lane>,
+    /// Recent read latencies, for adaptive hedging.
+    latency: Latency,
+    /// Hedges away from this endpoint still allowed.
+    hedges: HedgeBudget,
 }
 
 impl std::fmt::Debug for Node {
@@ -125,6 +148,9 @@ impl Node {
             turn: AtomicUsize::new(0),
             prober,
             generation,
+            lane: Arc::default(),
+            latency: Latency::default(),
+            hedges: HedgeBudget::default(),
         })
     }
 
@@ -150,6 +176,16 @@ impl Node {
     /// Request connections open now, and the number aimed for.
     pub(crate) fn connections(&self) -> (u32, u32) {
         (self.pool.state().connections, self.max_connections)
+    }
+
+    /// Recent read latencies (recorded only while hedging is adaptive).
+    pub(crate) fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The budget of hedges away from this endpoint.
+    pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
+        &self.hedges
     }
 
     /// The health state machine.
@@ -181,7 +217,11 @@ impl Node {
                 }
             }
         }
-        let conn = self.checkout().await?;
+        // Boxed: the slow path (bb8's checkout, a direct connect) is a deep future; inline, it
+        // would deepen every request's future type enough to exceed the compiler's layout
+        // depth limit in callers that nest a few more levels (a cache call in a task in a
+        // benchmark harness). Only checkouts pay for the allocation.
+        let conn = Box::pin(self.checkout()).await?;
         self.remember(&conn);
         Ok(conn)
     }
@@ -265,10 +305,19 @@ impl Node {
     /// Runs one command. The reply is returned unconverted: a reply of an unexpected type is
     /// the caller's problem, not the connection's.
     pub(crate) async fn query(&self, cmd: &Cmd) -> Result<Value> {
+        self.send(Request::Cmd(cmd)).await
+    }
+
+    /// Sends one request; the reply is returned unconverted.
+    pub(crate) async fn send(&self, request: Request<'_>) -> Result<Value> {
         let mut conn = self.connection().await?;
-        cmd.query_async::<Value>(&mut conn.inner)
-            .await
-            .map_err(|e| self.fail(&conn, e))
+        let reply = match request {
+            Request::Cmd(cmd) => cmd.query_async::<Value>(&mut conn.inner).await,
+            Request::Pipeline(pipe) => pipe.query_async::<Value>(&mut conn.inner).await,
+            #[cfg(feature = "scripts")]
+            Request::Script(call) => call.invoke_async::<Value>(&mut conn.inner).await,
+        };
+        reply.map_err(|e| self.fail(&conn, e))
     }
 
     fn fail(&self, conn: &Conn, e: redis::RedisError) -> Error {

@@ -115,19 +115,20 @@ impl Prober {
     async fn run(&self, cmd: &Cmd, timeout: Duration) -> Result<Value> {
         let attempt = async {
             let mut slot = self.conn.lock().await;
-            let mut result = match slot.as_mut() {
-                Some(conn) => cmd.query_async::<Value>(conn).await,
-                None => self.connect_and_run(&mut slot, cmd).await,
-            };
-            if let Err(e) = &result {
-                if is_connection_failure(e) {
+            let result = match slot.as_mut() {
+                Some(conn) => match cmd.query_async::<Value>(conn).await {
                     // The probe connection itself was closed (a `CLIENT KILL`, the server's
                     // idle `timeout`, a restart): that alone says nothing about the server, so
-                    // ask again on a fresh connection before reporting a failure.
-                    *slot = None;
-                    result = self.connect_and_run(&mut slot, cmd).await;
-                }
-            }
+                    // ask again on a fresh connection before reporting a failure. (A fresh
+                    // connection that fails is not retried: that is the server's answer.)
+                    Err(e) if is_connection_failure(&e) => {
+                        *slot = None;
+                        self.connect_and_run(&mut slot, cmd).await
+                    }
+                    result => result,
+                },
+                None => self.connect_and_run(&mut slot, cmd).await,
+            };
             if let Err(e) = &result {
                 if is_connection_failure(e) || e.is_timeout() {
                     *slot = None;
@@ -156,9 +157,7 @@ impl Prober {
             }
         }
     }
-}
 
-impl Prober {
     /// Opens the probe connection into `slot` and runs `cmd` on it.
     async fn connect_and_run(
         &self,

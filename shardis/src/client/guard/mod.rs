@@ -109,50 +109,82 @@ pub(crate) fn check(
     routing_key: &[u8],
     locate: &dyn Fn(&[u8]) -> Option<usize>,
 ) -> Result<()> {
-    let mut args = cmd.args_iter().map(|a| match a {
+    const WHO: &str = "query";
+    let mut args = arguments(cmd);
+    let name = command_name(WHO, args.next())?;
+    refuse_unsafe(WHO, name, || args.clone().next().flatten())?;
+    let Some(keys) = multi_key(name) else {
+        return Ok(());
+    };
+    let args: Vec<Argument<'_>> = std::iter::once(Some(name)).chain(args).collect();
+    refuse_blocking_xread(WHO, name, keys, &args)?;
+    let positions = key_positions(WHO, name, keys, &args)?;
+    check_same_shard(name, &args, &positions, routing_key, locate)
+}
+
+/// The arguments of `cmd`, the name first; a cursor is `None`.
+fn arguments(cmd: &Cmd) -> impl Iterator<Item = Argument<'_>> + Clone {
+    cmd.args_iter().map(|a| match a {
         Arg::Simple(bytes) => Some(bytes),
         // A cursor, whose value `Cmd` keeps apart (and any future kind of argument).
         _ => None,
-    });
-    let name = match args.next() {
-        Some(Some(name)) => name,
-        Some(None) => return Err(Error::invalid_input("query: the command name is a cursor")),
-        None => return Err(Error::invalid_input("query: the command is empty")),
-    };
+    })
+}
+
+/// The command name, or why there is none.
+fn command_name<'a>(who: &str, first: Option<Argument<'a>>) -> Result<&'a [u8]> {
+    match first {
+        Some(Some(name)) => Ok(name),
+        Some(None) => Err(Error::invalid_input(format!(
+            "{who}: the command name is a cursor"
+        ))),
+        None => Err(Error::invalid_input(format!("{who}: the command is empty"))),
+    }
+}
+
+/// The key layout of a listed multi-key command.
+fn multi_key(name: &[u8]) -> Option<Keys> {
+    MULTI_KEY
+        .iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        .map(|(_, keys)| *keys)
+}
+
+/// Refuses the commands that poison, stream or block the shared connection, and the `CLIENT`
+/// subcommands that change it; `second` gives the argument after the name, asked only for
+/// `CLIENT`. `who` names the caller's API in the message.
+fn refuse_unsafe<'a>(
+    who: &str,
+    name: &[u8],
+    second: impl FnOnce() -> Option<&'a [u8]>,
+) -> Result<()> {
     let shared = "the connection, which every clone of the client shares";
     if is_in(name, CONNECTION_STATE) {
         let why = format!("it changes the state of {shared}");
-        return Err(refused(name, &why, state_advice(name)));
+        return Err(refused(who, name, &why, state_advice(name)));
     }
     if is_in(name, STREAMING) {
         let why = format!("it turns {shared}, into a stream of pushed messages");
         let advice = "use a dedicated redis connection for pub/sub, MONITOR and replication";
-        return Err(refused(name, &why, advice));
+        return Err(refused(who, name, &why, advice));
     }
     if is_in(name, BLOCKING) {
-        return Err(refused(
-            name,
-            &format!("it blocks {shared}"),
-            BLOCKING_ADVICE,
-        ));
+        let why = format!("it blocks {shared}");
+        return Err(refused(who, name, &why, BLOCKING_ADVICE));
     }
     if name.eq_ignore_ascii_case(b"CLIENT") {
-        return check_client(args.next().flatten());
+        return check_client(who, second());
     }
-    let Some(keys) = MULTI_KEY
-        .iter()
-        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-        .map(|(_, keys)| *keys)
-    else {
-        return Ok(());
-    };
-    let args: Vec<Argument<'_>> = std::iter::once(Some(name)).chain(args).collect();
-    if matches!(keys, Keys::Streams) && scan_xread(&args) == Xread::Block {
-        let why = format!("with BLOCK it blocks {shared}");
-        return Err(refused(name, &why, BLOCKING_ADVICE));
+    Ok(())
+}
+
+/// Refuses `XREAD`/`XREADGROUP` with `BLOCK`.
+fn refuse_blocking_xread(who: &str, name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<()> {
+    if matches!(keys, Keys::Streams) && scan_xread(args) == Xread::Block {
+        let why = "with BLOCK it blocks the connection, which every clone of the client shares";
+        return Err(refused(who, name, why, BLOCKING_ADVICE));
     }
-    let positions = key_positions(name, keys, &args)?;
-    check_same_shard(name, &args, &positions, routing_key, locate)
+    Ok(())
 }
 
 /// The command name as shown in an error.
@@ -165,8 +197,8 @@ fn is_in(name: &[u8], list: &[&str]) -> bool {
     list.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 
-fn refused(name: &[u8], why: &str, advice: &str) -> Error {
-    Error::invalid_input(format!("query refuses {}: {why}; {advice}", show(name)))
+fn refused(who: &str, name: &[u8], why: &str, advice: &str) -> Error {
+    Error::invalid_input(format!("{who} refuses {}: {why}; {advice}", show(name)))
 }
 
 /// What to do instead of a command of [`CONNECTION_STATE`].
@@ -183,18 +215,18 @@ fn state_advice(name: &[u8]) -> &'static str {
 }
 
 /// Allows the `CLIENT` subcommands of [`CLIENT_READ_ONLY`].
-fn check_client(sub: Option<&[u8]>) -> Result<()> {
+fn check_client(who: &str, sub: Option<&[u8]>) -> Result<()> {
     match sub {
         Some(sub) if is_in(sub, CLIENT_READ_ONLY) => Ok(()),
         Some(sub) => Err(Error::invalid_input(format!(
-            "query refuses CLIENT {}: it changes the connection every clone of the client \
+            "{who} refuses CLIENT {}: it changes the connection every clone of the client \
              shares, or acts on other connections (shardis's own included); use redis-cli or \
              a dedicated redis connection",
             show(sub)
         ))),
-        None => Err(Error::invalid_input(
-            "query refuses CLIENT without a plain subcommand",
-        )),
+        None => Err(Error::invalid_input(format!(
+            "{who} refuses CLIENT without a plain subcommand"
+        ))),
     }
 }
 
@@ -231,7 +263,7 @@ fn scan_xread(args: &[Argument<'_>]) -> Xread {
 }
 
 /// The indices in `args` of the command's keys.
-fn key_positions(name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<usize>> {
+fn key_positions(who: &str, name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<usize>> {
     Ok(match keys {
         Keys::Every { from, step } => (from..args.len()).step_by(step).collect(),
         Keys::FirstTwo => (1..args.len().min(3)).collect(),
@@ -243,7 +275,7 @@ fn key_positions(name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<u
                 .and_then(numkeys)
                 .ok_or_else(|| {
                     Error::invalid_input(format!(
-                        "query: the key count of {} (argument {at}) is not a non-negative \
+                        "{who}: the key count of {} (argument {at}) is not a non-negative \
                          integer",
                         show(name)
                     ))
@@ -253,7 +285,7 @@ fn key_positions(name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<u
                 Some(end) if end <= args.len() => (at + 1..end).step_by(step).collect(),
                 _ => {
                     return Err(Error::invalid_input(format!(
-                        "query: {} counts {count} keys but has fewer arguments",
+                        "{who}: {} counts {count} keys but has fewer arguments",
                         show(name)
                     )))
                 }
@@ -264,7 +296,7 @@ fn key_positions(name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<u
                 Xread::Streams(first) => first,
                 _ => {
                     return Err(Error::invalid_input(format!(
-                        "query: {} without STREAMS",
+                        "{who}: {} without STREAMS",
                         show(name)
                     )))
                 }
@@ -272,7 +304,7 @@ fn key_positions(name: &[u8], keys: Keys, args: &[Argument<'_>]) -> Result<Vec<u
             let rest = args.len().saturating_sub(first);
             if rest == 0 || !rest.is_multiple_of(2) {
                 return Err(Error::invalid_input(format!(
-                    "query: {} needs one id per key after STREAMS",
+                    "{who}: {} needs one id per key after STREAMS",
                     show(name)
                 )));
             }
@@ -329,6 +361,9 @@ fn check_same_shard(
         show(name)
     )))
 }
+
+mod keys;
+pub(crate) use keys::{command_keys, CommandKeys, Split};
 
 #[cfg(test)]
 mod tests;
