@@ -112,6 +112,12 @@ pub enum ConfigError {
         /// The shard of its second use.
         second: String,
     },
+    /// `on_primary_down = "promote_replica"` with a Sentinel-managed shard: Sentinel decides
+    /// that shard's failovers, and two controllers would fight.
+    SentinelPromote {
+        /// The Sentinel-managed shard.
+        shard: String,
+    },
     /// A setting has a value outside its range.
     InvalidValue {
         /// The setting, as named in the config file (e.g. `pool.connections_per_endpoint`).
@@ -239,6 +245,12 @@ impl fmt::Display for ConfigError {
                 quoted(first),
                 quoted(second)
             ),
+            ConfigError::SentinelPromote { shard } => write!(
+                f,
+                "shard {} is Sentinel-managed: on_primary_down = \"promote_replica\" is refused \
+                 (Sentinel decides its failovers); use \"fail_fast\"",
+                quoted(shard)
+            ),
             ConfigError::InvalidValue { field, reason } => write!(
                 f,
                 "{}: {}",
@@ -288,6 +300,10 @@ impl fmt::Debug for ConfigError {
                 .field("endpoint", &q(endpoint))
                 .field("first", &q(first))
                 .field("second", &q(second))
+                .finish(),
+            ConfigError::SentinelPromote { shard } => f
+                .debug_struct("SentinelPromote")
+                .field("shard", &q(shard))
                 .finish(),
             ConfigError::InvalidValue { field, reason } => f
                 .debug_struct("InvalidValue")

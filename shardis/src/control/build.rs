@@ -33,7 +33,8 @@ pub(crate) type Registry = HashMap<NodeKey, Weak<Node>>;
 pub(crate) struct Control {
     pub(crate) topology: Topology,
     pub(crate) options: Options,
-    /// Each shard's endpoints in their current roles (changed by promotions).
+    /// Each shard's endpoints in their current roles (changed by promotions, and set from its
+    /// sentinels' answer for a Sentinel-managed shard).
     pub(crate) roles: HashMap<ShardName, (Endpoint, Vec<Endpoint>)>,
     /// Shards out of the placement (`eject`).
     pub(crate) ejected: BTreeSet<ShardName>,
@@ -45,11 +46,9 @@ impl Control {
         let roles = topology
             .shards()
             .iter()
-            .map(|s| {
-                (
-                    s.name().clone(),
-                    (s.primary().clone(), s.replicas().to_vec()),
-                )
+            .filter_map(|s| {
+                let primary = s.primary()?.clone();
+                Some((s.name().clone(), (primary, s.replicas().to_vec())))
             })
             .collect();
         Control {
@@ -133,12 +132,18 @@ fn build_table(
     };
     let mut shards = Vec::with_capacity(control.topology.shards().len());
     for s in control.topology.shards() {
-        let (primary, replicas) = control
-            .roles
-            .get(s.name())
-            .cloned()
-            .unwrap_or_else(|| (s.primary().clone(), s.replicas().to_vec()));
         let with_shard = |e: Error| e.with_shard(s.name().as_str());
+        let (primary, replicas) = match (control.roles.get(s.name()), s.primary()) {
+            (Some(roles), _) => roles.clone(),
+            (None, Some(p)) => (p.clone(), s.replicas().to_vec()),
+            // A Sentinel-managed shard is asked before any build: not reached.
+            (None, None) => {
+                return Err(with_shard(Error::new(
+                    ErrorKind::ShardUnavailable,
+                    "no primary known yet (its sentinels were not asked)",
+                )))
+            }
+        };
         shards.push(ShardRoute::new(
             s.name().clone(),
             node(&primary).map_err(with_shard)?,

@@ -68,14 +68,21 @@ impl Shared {
         );
         let result = async {
             next.options.validate()?;
+            #[cfg(feature = "sentinel")]
+            let answers = {
+                super::sentinel::check_policy(&next)?;
+                super::sentinel::resolve(&mut next, Some(&control)).await?
+            };
             let (table, opened) = self.build(&next).await?;
             check_connected(&table, &opened).await?;
             // New endpoints prove their roles before the table serves a request.
             self.probe_opened(&table, &opened).await;
-            Ok::<_, Error>(table)
+            #[cfg(not(feature = "sentinel"))]
+            let answers = ();
+            Ok::<_, Error>((table, answers))
         }
         .await;
-        let mut table = match result {
+        let (mut table, _answers) = match result {
             Ok(t) => t,
             Err(e) => {
                 self.reject(&e);
@@ -100,6 +107,8 @@ impl Shared {
         self.max_key_bytes
             .store(next.options.max_key_bytes, Ordering::Relaxed);
         *control = next;
+        #[cfg(feature = "sentinel")]
+        self.sync_sentinels(&control, &_answers);
         Ok(version)
     }
 

@@ -327,6 +327,12 @@ impl Node {
         if is_connection_failure(&e) || e.is_timeout() {
             conn.mark_broken();
         }
+        // The server closed the connection: it has likely closed the others too (a restart,
+        // a `CLIENT KILL TYPE normal` as Sentinel sends to a replica it promotes), so every
+        // connection made so far is retired and the next request opens a fresh one.
+        if is_connection_failure(&e) {
+            self.retire_connections();
+        }
         // The command was written, or may have been: whether it ran is unknown.
         self.error(Error::from_redis(e).sent())
     }

@@ -14,9 +14,15 @@ use crate::error::ConfigError;
 
 mod endpoint;
 mod secret;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 
 pub(crate) use endpoint::redact_url;
 pub use endpoint::{Endpoint, DEFAULT_PORT};
+#[cfg(feature = "sentinel")]
+pub(crate) use sentinel::SentinelSource;
+#[cfg(feature = "sentinel")]
+pub use sentinel::{SentinelSpec, DEFAULT_SENTINEL_REFRESH};
 
 /// The largest weight a shard may have. Weights multiply per-shard table sizes in some
 /// placement algorithms, so they are bounded to keep tables small.
@@ -97,7 +103,8 @@ impl fmt::Debug for ShardName {
 pub struct ShardSpec {
     /// The stable name: the placement identity, never the address.
     pub name: String,
-    /// The primary endpoint URL.
+    /// The primary endpoint URL (empty for a Sentinel-managed shard).
+    #[serde(default)]
     pub primary: String,
     /// Replica endpoint URLs, possibly none.
     #[serde(default)]
@@ -123,6 +130,12 @@ pub struct ShardSpec {
     /// with its own password keeps it instead of being refused.
     #[serde(skip)]
     pub(crate) password_from_defaults: bool,
+    /// The Sentinel master that names the shard's primary and replicas, instead of `primary`
+    /// and `replicas` (feature `sentinel`). Defaults to none.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    #[serde(default)]
+    pub sentinel: Option<SentinelSpec>,
 }
 
 fn default_weight() -> u32 {
@@ -141,7 +154,19 @@ impl ShardSpec {
             password_env: None,
             password_file: None,
             password_from_defaults: false,
+            #[cfg(feature = "sentinel")]
+            sentinel: None,
         }
+    }
+
+    /// A Sentinel-managed shard: its primary and replicas are whatever the sentinels of
+    /// `sentinel` say, followed across failovers; the name (hence its keys) never changes.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel(name: impl Into<String>, sentinel: SentinelSpec) -> Self {
+        let mut spec = ShardSpec::new(name, "");
+        spec.sentinel = Some(sentinel);
+        spec
     }
 
     /// Reads the password of the shard's endpoints from the environment variable `name` (see
@@ -191,16 +216,18 @@ impl ShardSpec {
 impl fmt::Debug for ShardSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let replicas: Vec<String> = self.replicas.iter().map(|r| redact_url(r)).collect();
-        f.debug_struct("ShardSpec")
-            .field("name", &self.name)
+        let mut d = f.debug_struct("ShardSpec");
+        d.field("name", &self.name)
             .field("primary", &redact_url(&self.primary))
             .field("replicas", &replicas)
             .field("weight", &self.weight)
             .field("allow_mixed_tls", &self.allow_mixed_tls)
             // The variable's name and the file's path, never the password.
             .field("password_env", &self.password_env)
-            .field("password_file", &self.password_file)
-            .finish()
+            .field("password_file", &self.password_file);
+        #[cfg(feature = "sentinel")]
+        d.field("sentinel", &self.sentinel);
+        d.finish()
     }
 }
 
@@ -209,8 +236,11 @@ impl fmt::Debug for ShardSpec {
 pub struct Shard {
     name: ShardName,
     weight: u32,
-    primary: Endpoint,
+    /// `None` for a Sentinel-managed shard.
+    primary: Option<Endpoint>,
     replicas: Vec<Endpoint>,
+    #[cfg(feature = "sentinel")]
+    sentinel: Option<SentinelSource>,
 }
 
 impl Shard {
@@ -224,9 +254,23 @@ impl Shard {
         self.weight
     }
 
-    /// The primary endpoint.
-    pub fn primary(&self) -> &Endpoint {
-        &self.primary
+    /// The configured primary endpoint; `None` for a Sentinel-managed shard, whose primary
+    /// is whatever its sentinels say (see [`Client::status`](crate::Client::status)).
+    pub fn primary(&self) -> Option<&Endpoint> {
+        self.primary.as_ref()
+    }
+
+    /// The Sentinel master's name of a Sentinel-managed shard.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel_master(&self) -> Option<&str> {
+        self.sentinel.as_ref().map(|s| s.master.as_str())
+    }
+
+    /// The Sentinel source of a Sentinel-managed shard.
+    #[cfg(feature = "sentinel")]
+    pub(crate) fn sentinel(&self) -> Option<&SentinelSource> {
+        self.sentinel.as_ref()
     }
 
     /// The replica endpoints.
@@ -287,7 +331,8 @@ impl Topology {
         let mut endpoints: HashMap<(String, u16, i64), String> = shards
             .iter()
             .flat_map(|s| {
-                std::iter::once(&s.primary)
+                s.primary
+                    .iter()
                     .chain(&s.replicas)
                     .map(|ep| (ep.identity(), s.name.to_string()))
             })
@@ -305,6 +350,35 @@ impl Topology {
                 return Err(ConfigError::InvalidValue {
                     field: format!("shards.{}.weight", spec.name),
                     reason: format!("{} is above the maximum of {MAX_WEIGHT}", spec.weight),
+                });
+            }
+            #[cfg(feature = "sentinel")]
+            if let Some(sentinel) = &spec.sentinel {
+                if !spec.primary.is_empty() || !spec.replicas.is_empty() {
+                    return Err(ConfigError::InvalidValue {
+                        field: format!("shards.{}.sentinel", spec.name),
+                        reason: "a Sentinel-managed shard lists no `primary` or `replicas`: \
+                                 its sentinels name them"
+                            .into(),
+                    });
+                }
+                let password = secret::read_password(&spec)?;
+                let source = SentinelSource::new(&spec.name, sentinel, password)?;
+                shards.push(Shard {
+                    name: ShardName::from(spec.name.as_str()),
+                    weight: spec.weight,
+                    primary: None,
+                    replicas: Vec::new(),
+                    sentinel: Some(source),
+                });
+                continue;
+            }
+            if spec.primary.is_empty() {
+                return Err(ConfigError::InvalidValue {
+                    field: format!("shards.{}.primary", spec.name),
+                    reason: "is missing (give a primary URL, or a `sentinel` with feature \
+                             `sentinel`)"
+                        .into(),
                 });
             }
             let parse = |raw: &str| {
@@ -365,8 +439,10 @@ impl Topology {
             shards.push(Shard {
                 name: ShardName::from(spec.name.as_str()),
                 weight: spec.weight,
-                primary,
+                primary: Some(primary),
                 replicas,
+                #[cfg(feature = "sentinel")]
+                sentinel: None,
             });
         }
         Ok(Topology { shards })

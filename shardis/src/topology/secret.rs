@@ -8,11 +8,25 @@ use super::ShardSpec;
 
 /// The password named by the spec's `password_env` or `password_file`, if it names one.
 pub(super) fn read_password(spec: &ShardSpec) -> Result<Option<String>, ConfigError> {
+    read_secret(
+        &format!("shards.{}", spec.name),
+        spec.password_env.as_deref(),
+        spec.password_file.as_deref(),
+    )
+}
+
+/// The secret named by `env` or `file` (settings `<prefix>.password_env` and
+/// `<prefix>.password_file`), if either is set.
+pub(super) fn read_secret(
+    prefix: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, ConfigError> {
     let bad = |key: &str, reason: String| ConfigError::InvalidValue {
-        field: format!("shards.{}.{key}", spec.name),
+        field: format!("{prefix}.{key}"),
         reason,
     };
-    let password = match (&spec.password_env, &spec.password_file) {
+    let password = match (env, file) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err(bad(
@@ -59,7 +73,7 @@ pub(super) fn read_password(spec: &ShardSpec) -> Result<Option<String>, ConfigEr
         }
     };
     if password.is_empty() {
-        let key = if spec.password_env.is_some() {
+        let key = if env.is_some() {
             "password_env"
         } else {
             "password_file"
