@@ -300,7 +300,7 @@ fn dbsize(server: &RedisServer) -> Result<usize, Error> {
 }
 
 /// Waits until a replica's link to its primary is up.
-fn wait_linked(replica: &RedisServer) -> Result<(), Error> {
+pub(crate) fn wait_linked(replica: &RedisServer) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while replica
         .info_field("replication", "master_link_status")?

@@ -96,6 +96,19 @@ impl Shared {
                 .iter()
                 .filter(|r| !r.primary.health().is_usable())
                 .map(|r| r.name.clone())
+                // A Sentinel shard is never ejected: its sentinels fail it over.
+                .filter(|name| {
+                    #[cfg(feature = "sentinel")]
+                    return next
+                        .topology
+                        .shard(name.as_str())
+                        .is_some_and(|s| s.sentinel().is_none());
+                    #[cfg(not(feature = "sentinel"))]
+                    return {
+                        let _ = name;
+                        true
+                    };
+                })
                 .collect();
             if !down.is_empty() {
                 next.ejected.extend(down);
