@@ -213,7 +213,7 @@ fn passwords_from_env_and_file_and_tls_keys_never_print() {
         assert_eq!(code, 0, "{err}");
         hidden(&format!("{out}{err}"), "set");
     }
-    for format in ["text", "json"] {
+    for format in ["table", "json"] {
         let (code, out, err) = shardis_env(&["--config", path, "--format", format, "status"], env);
         assert_eq!(code, 0, "{err}");
         hidden(&format!("{out}{err}"), "status");
@@ -230,7 +230,7 @@ fn passwords_from_env_and_file_and_tls_keys_never_print() {
     );
     let _ = code;
     std::fs::write(password_file.path(), format!("{from_env}\n")).unwrap();
-    for format in ["text", "json"] {
+    for format in ["table", "json"] {
         let (_, out, err) = shardis_env(&["--config", path, "--format", format, "status"], env);
         hidden(&format!("{out}{err}"), "status with a wrong password file");
     }
