@@ -6,14 +6,18 @@
 # (plain tls plain tls ...), and prints the medians and the ratio tls/plain.
 #
 #   benches/tls.sh [ROUNDS] [DURATION] [CONCURRENCY]     defaults: 3 5s 64
+#   SHARDIS_BIN=path/to/shardis benches/tls.sh ...       with a binary already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 duration=${2:-5s}
 concurrency=${3:-64}
 
-cargo build --release --quiet --bin shardis
-bin=${CARGO_TARGET_DIR:-target}/release/shardis
+# SHARDIS_BIN: a shardis binary already built (skips the release build).
+if [ -z "${SHARDIS_BIN:-}" ]; then
+  cargo build --release --quiet --bin shardis
+fi
+bin=${SHARDIS_BIN:-${CARGO_TARGET_DIR:-target}/release/shardis}
 
 work=$(mktemp -d)
 cleanup() {
@@ -41,8 +45,10 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
 
 plain_cfg="$work/plain.toml"
 tls_cfg="$work/tls.toml"
-printf '[tls]\nca_file = "%s"\n\n' "$work/ca.pem" > "$tls_cfg"
-: > "$plain_cfg"
+# Generous timeouts: a loaded machine must not turn a slow handshake into a failed run.
+pool='[pool]\nconnect_timeout_ms = 3000\nresponse_timeout_ms = 3000\n[health]\nprobe_timeout_ms = 2000\n\n'
+printf "$pool"'[tls]\nca_file = "%s"\n\n' "$work/ca.pem" > "$tls_cfg"
+printf "$pool" > "$plain_cfg"
 for i in 1 2 3; do
   port=$(free_port); tls_port=$(free_port)
   redis-server --port "$port" --tls-port "$tls_port" --bind 127.0.0.1 --save "" \

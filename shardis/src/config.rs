@@ -46,6 +46,12 @@
 //! weight = 1
 //! # password_env / password_file: this shard's password, read at start and on every reload
 //! # allow_mixed_tls = false       # true lets rediss:// and redis:// endpoints share a shard
+//!
+//! [[shards]]                      # Sentinel-managed (feature `sentinel`): no primary/replicas
+//! name = "cache-b"
+//! sentinel = { master = "cache-b", addrs = ["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"] }
+//! # inside the braces, optional: refresh_ms = 5000, password_env / password_file (the
+//! # sentinels' password), username (the ACL user of the data endpoints)
 //! ```
 //!
 //! Unknown keys anywhere are an error, so a typo never silently falls back to a default.
