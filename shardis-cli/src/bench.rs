@@ -226,8 +226,17 @@ impl TargetDriver {
                 )?;
                 let mut conns = Vec::new();
                 for shard in config.topology().shards() {
-                    let client = redis::Client::open(shard.primary().connection_info()?)
-                        .map_err(redis_error)?;
+                    let primary = shard.primary().ok_or_else(|| {
+                        Error::new(
+                            shardis::ErrorKind::Config,
+                            format!(
+                                "shard {} is Sentinel-managed: --direct needs primary URLs",
+                                shard.name()
+                            ),
+                        )
+                    })?;
+                    let client =
+                        redis::Client::open(primary.connection_info()?).map_err(redis_error)?;
                     let mut per = Vec::new();
                     for _ in 0..pool.connections_per_endpoint.max(1) {
                         per.push(

@@ -20,7 +20,11 @@ use crate::{Cli, Command, Format};
 pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let format = cli.format;
     match cli.command {
-        Command::Demo { keys } => crate::demo::run(format, keys).await,
+        Command::Demo {
+            keys,
+            sentinel: true,
+        } => crate::demo_sentinel::run(format, keys).await,
+        Command::Demo { keys, .. } => crate::demo::run(format, keys).await,
         Command::Status => status(config(cli.config.as_deref())?, format).await,
         Command::Stats(args) => {
             crate::stats::run(format, config(cli.config.as_deref())?, args).await
@@ -198,6 +202,15 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
                     "name": s.name.as_str(),
                     "weight": s.weight,
                     "placed": s.placed,
+                    // Sentinel-managed shards: which sentinel answered, and the master's
+                    // current address (null for other shards).
+                    "sentinel": s.sentinel.as_ref().map(|st| json!({
+                        "master": st.master,
+                        "sentinels": st.sentinels,
+                        "answered_by": st.answered_by,
+                        "primary": st.primary,
+                        "error": st.error,
+                    })),
                     "endpoints": s.endpoints.iter().map(|e| json!({
                         "endpoint": e.endpoint,
                         "role": e.role.as_str(),
@@ -218,6 +231,18 @@ async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
             "shard", "endpoint", "role", "health", "server", "offset", "conns"
         );
         for s in &shards {
+            if let Some(st) = &s.sentinel {
+                println!(
+                    "{:<16} sentinel master {:?}: primary {} (answered by {}){}",
+                    s.name.as_str(),
+                    st.master,
+                    st.primary.as_deref().unwrap_or("unknown"),
+                    st.answered_by.as_deref().unwrap_or("no sentinel yet"),
+                    st.error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!("; last ask failed: {e}")),
+                );
+            }
             for (i, e) in s.endpoints.iter().enumerate() {
                 let name = if i == 0 { s.name.as_str() } else { "" };
                 let note = match (&e.error, i == 0 && !s.placed) {

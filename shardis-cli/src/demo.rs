@@ -70,7 +70,8 @@ pub async fn run(format: Format, keys: usize) -> Result<ExitCode, Error> {
         .hash_tag("{}")
         .read_from(ReadFrom::PrimaryThenReplica);
     for spec in topology(&pairs)?.shards() {
-        let mut s = ShardSpec::new(spec.name().as_str(), spec.primary().to_string());
+        let primary = spec.primary().map(|p| p.to_string()).unwrap_or_default();
+        let mut s = ShardSpec::new(spec.name().as_str(), primary);
         for r in spec.replicas() {
             s = s.replica(r.to_string());
         }
@@ -299,7 +300,7 @@ fn dbsize(server: &RedisServer) -> Result<usize, Error> {
 }
 
 /// Waits until a replica's link to its primary is up.
-fn wait_linked(replica: &RedisServer) -> Result<(), Error> {
+pub(crate) fn wait_linked(replica: &RedisServer) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while replica
         .info_field("replication", "master_link_status")?

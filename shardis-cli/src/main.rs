@@ -29,6 +29,7 @@ mod bench_pipeline;
 mod commands;
 mod demo;
 mod demo_cache;
+mod demo_sentinel;
 mod error;
 mod fleet;
 mod invalidate;
@@ -132,6 +133,11 @@ enum Command {
         /// How many keys to write.
         #[arg(long, default_value_t = 10_000)]
         keys: usize,
+        /// Instead: the Sentinel layout of deploy/compose.yaml (three shards with a replica
+        /// each, three redis-sentinels from deploy/sentinel/sentinel.conf) with local
+        /// processes, and a primary killed while the client follows the failover.
+        #[arg(long)]
+        sentinel: bool,
     },
 }
 

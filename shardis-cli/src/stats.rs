@@ -153,7 +153,11 @@ pub async fn run(format: Format, config: Config, args: StatsArgs) -> Result<Exit
     let bound = pool.connect_timeout + pool.response_timeout;
     let mut targets: Vec<Target> = Vec::new();
     for (i, shard) in config.topology().shards().iter().enumerate() {
-        let endpoints = std::iter::once((shard.primary(), "primary"))
+        // A Sentinel-managed shard has no configured primary: its replicas are empty too.
+        let endpoints = shard
+            .primary()
+            .into_iter()
+            .map(|p| (p, "primary"))
             .chain(shard.replicas().iter().map(|r| (r, "replica")));
         for (endpoint, role) in endpoints {
             targets.push(Target {

@@ -138,3 +138,103 @@ fn bad_durations_and_sizes_are_refused_briefly() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// Runs the binary with one extra environment variable.
+fn shardis_env(args: &[&str], var: (&str, &str)) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(args)
+        .env(var.0, var.1)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn passwords_from_env_and_file_and_tls_keys_never_print() {
+    use shardis_testkit::tls::{CertAuthority, ServerTls, Usage, Validity};
+    let [from_env, from_file] = PASSWORDS;
+    let ca = CertAuthority::new("root").unwrap();
+    let client_cert = ca
+        .issue("client", &["c"], Usage::Client, Validity::Current)
+        .unwrap();
+    let key_pem = std::fs::read_to_string(&client_cert.key_file).unwrap();
+    let key_line = key_pem.lines().nth(1).unwrap().to_owned();
+    let tls = ServerTls {
+        server: ca.loopback_server("server").unwrap(),
+        ca_file: ca.ca_file().to_owned(),
+        require_client_cert: true,
+    };
+    let a = shardis_testkit::RedisServer::start_tls(&tls, &["--requirepass", from_env])
+        .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let b = shardis_testkit::RedisServer::start_with(&["--requirepass", from_file])
+        .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let password_file = write(&format!("{from_file}\n"));
+    let config = write(&format!(
+        r#"
+        [pool]
+        connect_timeout_ms = 1000
+        [tls]
+        ca_file = "{}"
+        client_cert_file = "{}"
+        client_key_file = "{}"
+        [[shards]]
+        name = "a"
+        primary = "{}"
+        password_env = "SHARDIS_CLI_TEST_PASSWORD"
+        [[shards]]
+        name = "b"
+        primary = "redis://127.0.0.1:{}"
+        password_file = "{}"
+        "#,
+        ca.ca_file().display(),
+        client_cert.cert_file.display(),
+        client_cert.key_file.display(),
+        a.tls_url().unwrap(),
+        b.port(),
+        password_file.path().display()
+    ));
+    let path = config.path().to_str().unwrap();
+    let env = ("SHARDIS_CLI_TEST_PASSWORD", from_env);
+    let hidden = |shown: &str, context: &str| {
+        assert_hidden(shown, context);
+        assert!(
+            !shown.contains(&key_line),
+            "{context}: the key shows in:\n{shown}"
+        );
+    };
+    for i in 0..20 {
+        let key = format!("k{i}");
+        let (code, out, err) = shardis_env(&["--config", path, "set", &key, "v"], env);
+        assert_eq!(code, 0, "{err}");
+        hidden(&format!("{out}{err}"), "set");
+    }
+    for format in ["table", "json"] {
+        let (code, out, err) = shardis_env(&["--config", path, "--format", format, "status"], env);
+        assert_eq!(code, 0, "{err}");
+        hidden(&format!("{out}{err}"), "status");
+        assert!(out.contains("127.0.0.1"), "{out}");
+    }
+    // Wrong passwords from the same places: errors, still without any password.
+    let (code, out, err) = shardis_env(
+        &["--config", path, "--format", "json", "get", "k0"],
+        ("SHARDIS_CLI_TEST_PASSWORD", from_file),
+    );
+    hidden(
+        &format!("{out}{err}"),
+        "wrong password from the environment",
+    );
+    let _ = code;
+    std::fs::write(password_file.path(), format!("{from_env}\n")).unwrap();
+    for format in ["table", "json"] {
+        let (_, out, err) = shardis_env(&["--config", path, "--format", format, "status"], env);
+        hidden(&format!("{out}{err}"), "status with a wrong password file");
+    }
+    let (code, out, err) = shardis_env(&["--config", path, "--format", "json", "get", "k0"], env);
+    assert_ne!(code, 0, "{out}");
+    hidden(&format!("{out}{err}"), "wrong password from the file");
+}

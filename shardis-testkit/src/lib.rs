@@ -18,7 +18,12 @@
 //! # Layout
 //! - `redis_server`: [`RedisServer`] — start, kill (SIGKILL), pause (SIGSTOP), resume, restart,
 //!   `INFO` fields, replica catch-up.
+//! - `sentinel`: [`RedisSentinel`] — a `redis-sentinel` started from the deploy template
+//!   (`deploy/sentinel/sentinel.conf`) monitoring local primaries ([`Monitored`]).
 //! - `nutcracker`: [`Nutcracker`] — a twemproxy pool over given servers.
+//! - [`tls`]: a test certificate authority issuing server and client certificates (valid,
+//!   expired, for another host), and the TLS side of a `redis-server`
+//!   ([`RedisServer::start_tls`]).
 //! - `process`: spawning, readiness, [`free_port`].
 //! - `proxy`: network faults on loopback: [`TcpProxy`] (freeze open connections) and
 //!   [`SilentListener`] (accepts, never answers).
@@ -29,11 +34,14 @@ mod nutcracker;
 mod process;
 mod proxy;
 mod redis_server;
+mod sentinel;
+pub mod tls;
 
 pub use nutcracker::{nutcracker_binary, Nutcracker, NUTCRACKER_ENV};
 pub use process::{free_port, raise_fd_limit};
 pub use proxy::{SilentListener, TcpProxy};
 pub use redis_server::{redis_server_binary, RedisServer, REDIS_SERVER_ENV};
+pub use sentinel::{redis_sentinel_binary, Monitored, RedisSentinel, REDIS_SENTINEL_ENV};
 
 use std::fmt;
 

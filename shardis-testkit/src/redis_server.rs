@@ -12,6 +12,7 @@ use crate::process::{
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::tls::ServerTls;
 use crate::{Error, ErrorKind, Result};
 
 /// The environment variable that overrides the `redis-server` binary.
@@ -28,6 +29,10 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     extra_args: Vec<String>,
+    /// A config file given to redis-server before the arguments (which override it).
+    conf: Option<PathBuf>,
+    /// The TLS side and its port, for a server started with [`RedisServer::start_tls`].
+    tls: Option<(ServerTls, u16)>,
     dir: tempfile::TempDir,
 }
 
@@ -56,6 +61,28 @@ impl RedisServer {
     /// Starts a server with extra command-line arguments (e.g. `["--replicaof", "127.0.0.1",
     /// "7001"]`).
     pub fn start_with(extra_args: &[&str]) -> Result<RedisServer> {
+        RedisServer::start_inner(None, extra_args, None)
+    }
+
+    /// Starts a server from a config file (e.g. a deploy recipe), overriding only what a local
+    /// test process needs: port, bind address, directory, log file, no persistence, no
+    /// daemonizing; then `extra_args` (e.g. `["--aclfile", path]`).
+    pub fn start_from_conf(conf: &std::path::Path, extra_args: &[&str]) -> Result<RedisServer> {
+        RedisServer::start_inner(Some(conf), extra_args, None)
+    }
+
+    /// Starts a server that also listens for TLS on a second port ([`tls_port`](Self::tls_port),
+    /// [`tls_url`](Self::tls_url)), with `tls`'s certificate; the plain port stays open, for
+    /// readiness checks and for tests of a plain port behind `rediss://`.
+    pub fn start_tls(tls: &ServerTls, extra_args: &[&str]) -> Result<RedisServer> {
+        RedisServer::start_inner(None, extra_args, Some(tls))
+    }
+
+    fn start_inner(
+        conf: Option<&std::path::Path>,
+        extra_args: &[&str],
+        tls: Option<&ServerTls>,
+    ) -> Result<RedisServer> {
         let dir = tempfile::Builder::new()
             .prefix("shardis-redis-")
             .tempdir()
@@ -64,11 +91,16 @@ impl RedisServer {
             child: None,
             port: 0,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            conf: conf.map(|c| c.to_owned()),
+            tls: None,
             dir,
         };
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             server.port = free_port()?;
+            if let Some(tls) = tls {
+                server.tls = Some((tls.clone(), free_port()?));
+            }
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 // Another process may have taken the port between our probe and the bind.
@@ -82,6 +114,9 @@ impl RedisServer {
         let binary = redis_server_binary();
         let log = self.log_path();
         let mut command = Command::new(&binary);
+        if let Some(conf) = &self.conf {
+            command.arg(conf).args(["--supervised", "no"]);
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())
@@ -94,6 +129,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(&self.extra_args)
+            .args(self.tls.iter().flat_map(|(tls, port)| tls.args(*port)))
             .stderr(Stdio::piped());
         let mut child = start_process(
             &mut command,
@@ -131,6 +167,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS port of a server started with [`start_tls`](Self::start_tls).
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(_, port)| *port)
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` for a server started with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port().map(|p| format!("rediss://127.0.0.1:{p}"))
     }
 
     /// The process id while running.

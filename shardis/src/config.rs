@@ -30,11 +30,28 @@
 //! on_primary_down = "fail_fast"   # or eject, promote_replica
 //! flush_on_rejoin = false         # eject only
 //!
+//! [tls]                           # for rediss:// endpoints
+//! ca_file = "/etc/shardis/ca.pem"            # trust roots; system roots when absent
+//! client_cert_file = "/etc/shardis/client.pem"   # optional, for mutual TLS
+//! client_key_file = "/etc/shardis/client.key"
+//! insecure_skip_verify = false    # loud warning when true
+//!
+//! [defaults]                      # for every shard that sets neither itself
+//! password_env = "SHARDIS_PASSWORD"   # or password_file = "/run/secrets/redis"
+//!
 //! [[shards]]
 //! name = "cache-a"
-//! primary = "redis://127.0.0.1:7001"
+//! primary = "redis://127.0.0.1:7001"   # or redis://user@host:port with an ACL user
 //! replicas = ["redis://127.0.0.1:7101"]
 //! weight = 1
+//! # password_env / password_file: this shard's password, read at start and on every reload
+//! # allow_mixed_tls = false       # true lets rediss:// and redis:// endpoints share a shard
+//!
+//! [[shards]]                      # Sentinel-managed (feature `sentinel`): no primary/replicas
+//! name = "cache-b"
+//! sentinel = { master = "cache-b", addrs = ["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"] }
+//! # inside the braces, optional: refresh_ms = 5000, password_env / password_file (the
+//! # sentinels' password), username (the ACL user of the data endpoints)
 //! ```
 //!
 //! Unknown keys anywhere are an error, so a typo never silently falls back to a default.
@@ -53,6 +70,7 @@ use crate::options::{
     HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
 };
 use crate::placement::{Algorithm, HashTag, KeyHash, PlacementSpec};
+use crate::tls::TlsOptions;
 use crate::topology::{ShardSpec, Topology};
 
 /// A parsed and validated config file: the topology and the options.
@@ -90,7 +108,28 @@ struct RawConfig {
     #[serde(default)]
     routing: RawRouting,
     #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
     shards: Vec<ShardSpec>,
+}
+
+/// `[defaults]`: shard settings for every shard that sets none of its own.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    password_env: Option<String>,
+    password_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<std::path::PathBuf>,
+    client_cert_file: Option<std::path::PathBuf>,
+    client_key_file: Option<std::path::PathBuf>,
+    insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +187,17 @@ struct RawLimits {
 impl Config {
     /// Parses and validates a config from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let defaults = &raw.defaults;
+        if defaults.password_env.is_some() || defaults.password_file.is_some() {
+            for spec in &mut raw.shards {
+                if spec.password_env.is_none() && spec.password_file.is_none() {
+                    spec.password_env = defaults.password_env.clone();
+                    spec.password_file = defaults.password_file.clone();
+                    spec.password_from_defaults = true;
+                }
+            }
+        }
         let options = Options {
             placement: placement_spec(&raw.placement)?,
             hash_tag: raw
@@ -169,6 +218,12 @@ impl Config {
                 .limits
                 .max_key_bytes
                 .unwrap_or(Options::DEFAULT_MAX_KEY_BYTES),
+            tls: TlsOptions {
+                ca_file: raw.tls.ca_file,
+                client_cert_file: raw.tls.client_cert_file,
+                client_key_file: raw.tls.client_key_file,
+                insecure_skip_verify: raw.tls.insecure_skip_verify.unwrap_or(false),
+            },
         };
         options.validate()?;
         let topology = Topology::new(raw.shards)?;
@@ -211,6 +266,28 @@ impl Config {
     pub fn into_parts(self) -> (Topology, Options) {
         (self.topology, self.options)
     }
+}
+
+/// The files a config file's client depends on besides itself: every `password_file` (of a
+/// shard or of `[defaults]`) and every `[tls]` file. The config watcher reloads when one of
+/// them changes, so a rotated password or certificate is picked up. A text that does not
+/// parse names none (its reload is rejected anyway).
+pub(crate) fn watched_files(text: &str) -> Vec<std::path::PathBuf> {
+    let Ok(raw) = toml::from_str::<RawConfig>(text) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = raw
+        .shards
+        .into_iter()
+        .filter_map(|s| s.password_file)
+        .chain(raw.defaults.password_file)
+        .chain(raw.tls.ca_file)
+        .chain(raw.tls.client_cert_file)
+        .chain(raw.tls.client_key_file)
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 fn read_error(path: &Path, e: std::io::Error) -> Error {

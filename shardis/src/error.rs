@@ -37,6 +37,11 @@ pub enum ErrorKind {
     /// A lock's extend or release found it no longer held by this holder: it expired (and
     /// may have been taken by another).
     LockLost,
+    /// TLS failed: the server's certificate is not trusted (another CA, expired, issued for
+    /// another host name), the endpoint does not speak TLS behind `rediss://` (or only TLS
+    /// behind `redis://`), or a `[tls]` file is missing, unreadable or not valid PEM. Not a
+    /// failover candidate: the settings or the certificates need fixing.
+    Tls,
 }
 
 impl ErrorKind {
@@ -54,6 +59,7 @@ impl ErrorKind {
             ErrorKind::CrossShard => "cross_shard",
             ErrorKind::LockNotAcquired => "lock_not_acquired",
             ErrorKind::LockLost => "lock_lost",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -105,6 +111,12 @@ pub enum ConfigError {
         first: String,
         /// The shard of its second use.
         second: String,
+    },
+    /// `on_primary_down = "promote_replica"` with a Sentinel-managed shard: Sentinel decides
+    /// that shard's failovers, and two controllers would fight.
+    SentinelPromote {
+        /// The Sentinel-managed shard.
+        shard: String,
     },
     /// A setting has a value outside its range.
     InvalidValue {
@@ -233,6 +245,12 @@ impl fmt::Display for ConfigError {
                 quoted(first),
                 quoted(second)
             ),
+            ConfigError::SentinelPromote { shard } => write!(
+                f,
+                "shard {} is Sentinel-managed: on_primary_down = \"promote_replica\" is refused \
+                 (Sentinel decides its failovers); use \"fail_fast\"",
+                quoted(shard)
+            ),
             ConfigError::InvalidValue { field, reason } => write!(
                 f,
                 "{}: {}",
@@ -282,6 +300,10 @@ impl fmt::Debug for ConfigError {
                 .field("endpoint", &q(endpoint))
                 .field("first", &q(first))
                 .field("second", &q(second))
+                .finish(),
+            ConfigError::SentinelPromote { shard } => f
+                .debug_struct("SentinelPromote")
+                .field("shard", &q(shard))
                 .finish(),
             ConfigError::InvalidValue { field, reason } => f
                 .debug_struct("InvalidValue")
@@ -444,7 +466,9 @@ impl Error {
     }
 
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
-        let kind = if err.is_timeout() {
+        let kind = if is_tls_failure(&err) {
+            ErrorKind::Tls
+        } else if err.is_timeout() {
             ErrorKind::Timeout
         } else if is_connection_failure(&err) {
             ErrorKind::Connection
@@ -452,6 +476,8 @@ impl Error {
             match err.kind() {
                 redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::Type,
                 redis::ErrorKind::AuthenticationFailed => ErrorKind::Connection,
+                // No credentials where the server needs some: an authentication failure too.
+                _ if err.code() == Some("NOAUTH") => ErrorKind::Connection,
                 redis::ErrorKind::InvalidClientConfig => ErrorKind::Config,
                 _ => ErrorKind::Server,
             }
@@ -525,6 +551,14 @@ impl std::error::Error for Error {
 pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
     !err.is_timeout()
         && (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
+}
+
+/// True for a TLS handshake failure (see [`ErrorKind::Tls`]).
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    return crate::tls::is_tls_failure(err) || crate::pool::is_tls_mismatch(err);
+    #[cfg(not(feature = "tls"))]
+    return crate::pool::is_tls_mismatch(err);
 }
 
 /// `Result<T, shardis::Error>`.

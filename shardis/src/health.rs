@@ -122,6 +122,16 @@ pub enum Event {
         /// The new primary, `host:port[/db]`.
         endpoint: String,
     },
+    /// A Sentinel-managed shard's endpoints moved: its sentinels name another primary (a
+    /// `+switch-master`, or a change found by asking again) or other replicas.
+    SentinelSwitched {
+        /// The shard.
+        shard: ShardName,
+        /// The primary now, `host:port[/db]`.
+        primary: String,
+        /// The sentinel that answered, `host:port`.
+        sentinel: String,
+    },
     /// An endpoint answers in the wrong role (see [`Health::RoleMismatch`]); reported once,
     /// when it is found, beside the `Health` transition.
     RoleMismatch {

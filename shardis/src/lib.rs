@@ -44,6 +44,11 @@
 //! - `client/`: the public [`Client`] and [`ClientBuilder`]: commands, the request path, the
 //!   per-shard fan-out plan of multi-key commands, hedged reads (`hedge_after_ms`), argument
 //!   encoding.
+//! - `control/sentinel/` (feature `sentinel`): asking a Sentinel shard's sentinels for its
+//!   primary and replicas (checked with `ROLE`), following `+switch-master` and re-asking
+//!   periodically, and repointing the shard's endpoints (never its placement).
+//! - `tls/`: the `[tls]` settings, and (feature `tls`) the certificate files read and checked
+//!   and the redis-rs clients of `rediss://` endpoints.
 //! - `config`: the TOML config file.
 //! - [`metrics`]: the metric names (a contract), their descriptions, the recording helpers of
 //!   the request path (each route keeps its registered handles) and of `control` (compiled away
@@ -67,6 +72,13 @@
 //! - `prometheus`: `metrics::serve_prometheus` installs a Prometheus recorder and serves
 //!   `/metrics`, for services without an exporter of their own (and `shardis bench
 //!   --prometheus`).
+//! - `tls` (default): `rediss://` endpoints and the `[tls]` settings through redis-rs's rustls
+//!   support (`ring` is installed as rustls's crypto provider unless the application installed
+//!   one), for fleets reached over TLS.
+//!
+//! - `sentinel` (default): Sentinel-managed shards (`sentinel = { master, addrs }`): the
+//!   primary and replicas asked of the sentinels, `+switch-master` followed, for fleets whose
+//!   primaries fail over under Redis Sentinel.
 //!
 //! - `scripts` (default): [`Client::invoke_script`] (redis-rs's `script` feature), for
 //!   services that run Lua on their cache; needed by `lock` and `rate-limit`.
@@ -93,6 +105,7 @@ mod pool;
 #[cfg(any(feature = "lock", feature = "rate-limit"))]
 mod recipes;
 mod router;
+mod tls;
 mod topology;
 
 #[cfg(feature = "cache")]
@@ -106,6 +119,9 @@ pub mod twemproxy;
 
 pub use client::{Client, ClientBuilder, Ttl};
 pub use config::Config;
+#[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+pub use control::SentinelStatus;
 pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
 pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
@@ -119,7 +135,11 @@ pub use recipes::lock::{Lock, LockBuilder};
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use recipes::rate_limit::{RateLimit, RateLimitDecision};
+pub use tls::TlsOptions;
 pub use topology::{Endpoint, Shard, ShardName, ShardSpec, Topology, DEFAULT_PORT, MAX_WEIGHT};
+#[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+pub use topology::{SentinelSpec, DEFAULT_SENTINEL_REFRESH};
 
 /// Re-export of the `redis` crate, for [`Client::query`]'s commands and the value traits.
 pub use redis;

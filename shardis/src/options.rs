@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::placement::{CustomPlacement, HashTag, PlacementSource, PlacementSpec};
+use crate::tls::TlsOptions;
 
 /// Everything about a client except its shards: placement, pools and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct Options {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before anything is sent. Defaults to
     /// [`Options::DEFAULT_MAX_KEY_BYTES`], Redis's own limit.
     pub max_key_bytes: usize,
+    /// How `rediss://` endpoints are reached (`[tls]`). Defaults to the system's trust roots,
+    /// no client certificate, verification on.
+    pub tls: TlsOptions,
 }
 
 impl Options {
@@ -54,6 +58,7 @@ impl Options {
             });
         }
         self.health.validate()?;
+        self.tls.validate()?;
         if self.max_key_bytes == 0 || self.max_key_bytes > Self::DEFAULT_MAX_KEY_BYTES {
             return Err(ConfigError::InvalidValue {
                 field: "limits.max_key_bytes".into(),
@@ -103,6 +108,7 @@ impl Default for Options {
             routing: RoutingOptions::default(),
             custom_placement: None,
             max_key_bytes: Self::DEFAULT_MAX_KEY_BYTES,
+            tls: TlsOptions::default(),
         }
     }
 }

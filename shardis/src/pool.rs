@@ -53,6 +53,8 @@ pub(crate) struct Manager {
     address: (String, u16),
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
+    /// A `rediss://` endpoint: failures are explained as TLS ones.
+    tls: bool,
     /// Raised to retire every connection made so far, pooled or not (see `Conn::is_broken`).
     generation: Arc<AtomicU64>,
     /// The last connect failure, so a checkout that times out can say why.
@@ -64,6 +66,7 @@ impl Manager {
     pub(crate) fn new(
         client: redis::Client,
         address: (String, u16),
+        tls: bool,
         connect_timeout: Duration,
         response_timeout: Duration,
         last_error: Arc<Mutex<Option<String>>>,
@@ -75,6 +78,7 @@ impl Manager {
         Manager {
             client,
             address,
+            tls,
             config,
             connect_timeout,
             last_error,
@@ -121,7 +125,11 @@ impl bb8::ManageConnection for Manager {
             }
             Err(e) => {
                 let (host, port) = (&self.address.0, self.address.1);
-                let e = explain_connect_failure(e, host, port, self.connect_timeout).await;
+                let e = if self.tls {
+                    explain_tls_failure(e, host, port, self.connect_timeout).await
+                } else {
+                    explain_connect_failure(e, host, port, self.connect_timeout).await
+                };
                 self.record(Some(e.to_string()));
                 Err(e)
             }
@@ -162,6 +170,43 @@ pub(crate) fn is_turned_away(message: &str) -> bool {
     message.contains(TURNED_AWAY)
 }
 
+/// The error of a `redis://` endpoint whose server speaks only TLS.
+const TLS_MISMATCH: &str =
+    "the endpoint answered in TLS: it is a TLS port, use a rediss:// URL (and [tls] settings)";
+
+/// The error of a `rediss://` endpoint whose server speaks plain Redis.
+const PLAIN_MISMATCH: &str =
+    "the endpoint answered in plain Redis, not TLS: it is a plain port, use a redis:// URL";
+
+/// True for a `redis://` endpoint found to be a TLS port, or a `rediss://` endpoint found to
+/// be a plain one (see [`explain`] and [`explain_tls_failure`]).
+pub(crate) fn is_tls_mismatch(err: &redis::RedisError) -> bool {
+    err.is_io_error() && {
+        let message = err.to_string();
+        message.contains(TLS_MISMATCH) || message.contains(PLAIN_MISMATCH)
+    }
+}
+
+/// A `rediss://` endpoint that did not complete its handshake in time: a plain Redis port
+/// reads the TLS hello as a command and waits for the rest of the line, so the handshake
+/// hangs until the timeout. When the port answers a plain `PING`, say so instead of "timed out".
+pub(crate) async fn explain_tls_failure(
+    e: redis::RedisError,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> redis::RedisError {
+    if !e.is_timeout() {
+        return e;
+    }
+    match tokio::time::timeout(timeout, first_bytes(host, port)).await {
+        Ok(Some(bytes)) if matches!(bytes.first(), Some(b'+' | b'-')) => redis::RedisError::from(
+            std::io::Error::new(std::io::ErrorKind::InvalidData, PLAIN_MISMATCH),
+        ),
+        _ => e,
+    }
+}
+
 /// How many bytes of a non-Redis answer an error quotes.
 const QUOTED_BYTES: usize = 48;
 
@@ -188,7 +233,41 @@ pub(crate) async fn explain_connect_failure(
             Some((kind, message)) => redis::RedisError::from(std::io::Error::new(kind, message)),
             None => e,
         },
+        // Closed without a word: a TLS port closes on a plain `PING`, often without an alert.
+        // Ask it in TLS.
+        Ok(None) if e.is_connection_dropped() || e.is_io_error() => {
+            match tokio::time::timeout(timeout, speaks_tls(host, port)).await {
+                Ok(true) => redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    TLS_MISMATCH,
+                )),
+                _ => e,
+            }
+        }
         _ => e,
+    }
+}
+
+/// True when the port answers a TLS client hello in TLS (a server hello or an alert).
+async fn speaks_tls(host: &str, port: u16) -> bool {
+    #[cfg(feature = "tls")]
+    let hello = crate::tls::client_hello();
+    #[cfg(not(feature = "tls"))]
+    let hello: Option<Vec<u8>> = None;
+    let Some(hello) = hello else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(stream) = tokio::net::TcpStream::connect((host, port)).await else {
+        return false;
+    };
+    if write_all(&stream, &hello).await.is_none() {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    match read_some(&stream, &mut buf).await {
+        Some(n) if n >= 2 => matches!(buf[0], 0x15 | 0x16) && buf[1] == 3,
+        _ => false,
     }
 }
 
@@ -250,6 +329,10 @@ fn explain(bytes: &[u8]) -> Option<(std::io::ErrorKind, String)> {
         }
         b'+' | b':' | b'$' | b'*' | b'%' | b'_' | b'#' | b',' | b'(' | b'=' | b'~' | b'>'
         | b'|' | b'!' => None,
+        // A TLS record (an alert, 0x15, or a handshake, 0x16, of version 3.x): a TLS port.
+        0x15 | 0x16 if bytes.get(1) == Some(&3) => {
+            Some((std::io::ErrorKind::InvalidData, TLS_MISMATCH.to_owned()))
+        }
         _ => Some((
             std::io::ErrorKind::InvalidData,
             format!(

@@ -465,8 +465,8 @@ mod tests {
         let names: Vec<&str> = shards.iter().map(|s| s.name().as_str()).collect();
         assert_eq!(names, ["10.0.0.1:6379", "big", "10.0.0.3"]);
         assert_eq!(shards[1].weight(), 2);
-        assert_eq!(shards[1].primary().db(), 2);
-        assert!(shards[1].primary().has_password());
+        assert_eq!(shards[1].primary().unwrap().db(), 2);
+        assert!(shards[1].primary().unwrap().has_password());
         assert_eq!(i.notes.len(), 2, "{:?}", i.notes);
         assert!(!format!("{:?}", i.config).contains("s3cr"));
     }

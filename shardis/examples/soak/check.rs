@@ -62,7 +62,10 @@ pub async fn check(
         let shard = topology
             .shard(owner.as_str())
             .ok_or_else(|| format!("shard {owner} is not in the topology"))?;
-        let url = shard.primary().connection_info()?;
+        let url = shard
+            .primary()
+            .ok_or("soak needs primary URLs")?
+            .connection_info()?;
         let numbers: Vec<u64> = keys.iter().map(|(k, _)| *k).collect();
         let found = versions(redis::Client::open(url)?, &numbers).await?;
         for ((k, state), found) in keys.into_iter().zip(found) {

@@ -159,6 +159,21 @@ impl ClientBuilder {
         self
     }
 
+    /// How `rediss://` endpoints are reached: trust roots, a client certificate for mutual
+    /// TLS, or no verification (see [`TlsOptions`](crate::TlsOptions)). Defaults to the
+    /// system's trust roots and no client certificate.
+    ///
+    /// ```
+    /// let builder = shardis::Client::builder()
+    ///     .shard("cache-a", "rediss://cache-a.internal:6380")
+    ///     .tls(shardis::TlsOptions::default().ca_file("/etc/shardis/ca.pem"));
+    /// # let _ = builder;
+    /// ```
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.options.tls = tls;
+        self
+    }
+
     /// The largest key accepted, in bytes. Defaults to 512 MiB, Redis's own limit.
     pub fn max_key_bytes(mut self, n: usize) -> Self {
         self.options.max_key_bytes = n;

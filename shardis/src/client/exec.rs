@@ -120,6 +120,13 @@ impl Client {
                     other,
                     Box::pin(self.attempt(route, other, name, request, how)).await,
                 ),
+                // The server closed a connection the read was on (a restart, or Sentinel's
+                // `CLIENT KILL` of a replica it promotes): with nowhere else to go, the read is
+                // sent once more on a fresh connection to the same endpoint.
+                None if read && e.kind() == ErrorKind::Connection && e.is_outcome_unknown() => (
+                    node,
+                    Box::pin(self.attempt(route, node, name, request, how)).await,
+                ),
                 None => (node, Err(e)),
             },
             result => (served_by, result),

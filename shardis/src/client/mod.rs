@@ -177,7 +177,8 @@ impl Client {
         self.shared.reload(path.as_ref()).await
     }
 
-    /// Reloads the config file whenever its content changes, checking every `every`. A
+    /// Reloads the config file whenever its content changes (or that of a `password_file` or
+    /// `[tls]` file it names), checking every `every`. A
     /// rejected file is reported ([`Event::ConfigRejected`] and a log line) and the current
     /// topology stays. The watch stops when the returned handle is dropped.
     pub fn watch_config(

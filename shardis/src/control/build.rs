@@ -12,6 +12,7 @@ use crate::node::Node;
 use crate::options::{HealthOptions, Options, PoolOptions};
 use crate::placement::Locator;
 use crate::router::{RoutingTable, ShardRoute};
+use crate::tls::TlsMaterial;
 use crate::topology::{Endpoint, ShardName, Topology};
 
 /// Nodes are shared between tables when endpoint and settings are the same.
@@ -20,6 +21,8 @@ pub(crate) struct NodeKey {
     endpoint: Endpoint,
     pool: PoolOptions,
     health: HealthOptions,
+    /// The TLS settings and files' fingerprint, for `rediss://` endpoints.
+    tls: Option<u64>,
 }
 
 /// Open nodes by endpoint and settings, held weakly: a node lives as long as a table holds it.
@@ -30,7 +33,8 @@ pub(crate) type Registry = HashMap<NodeKey, Weak<Node>>;
 pub(crate) struct Control {
     pub(crate) topology: Topology,
     pub(crate) options: Options,
-    /// Each shard's endpoints in their current roles (changed by promotions).
+    /// Each shard's endpoints in their current roles (changed by promotions, and set from its
+    /// sentinels' answer for a Sentinel-managed shard).
     pub(crate) roles: HashMap<ShardName, (Endpoint, Vec<Endpoint>)>,
     /// Shards out of the placement (`eject`).
     pub(crate) ejected: BTreeSet<ShardName>,
@@ -42,11 +46,9 @@ impl Control {
         let roles = topology
             .shards()
             .iter()
-            .map(|s| {
-                (
-                    s.name().clone(),
-                    (s.primary().clone(), s.replicas().to_vec()),
-                )
+            .filter_map(|s| {
+                let primary = s.primary()?.clone();
+                Some((s.name().clone(), (primary, s.replicas().to_vec())))
             })
             .collect();
         Control {
@@ -95,28 +97,53 @@ fn build_table(
     let mut opened = Vec::new();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     registry.retain(|_, node| node.strong_count() > 0);
+    // Read at the first `rediss://` endpoint, once per build (start and every reload).
+    let mut tls: Option<Arc<TlsMaterial>> = None;
     let mut node = |ep: &Endpoint| -> Result<Arc<Node>> {
+        let material = match &tls {
+            _ if !ep.is_tls() => None,
+            Some(m) => Some(m.clone()),
+            None => {
+                let m = Arc::new(
+                    TlsMaterial::load(&options.tls).map_err(|e| e.with_endpoint(&ep.label()))?,
+                );
+                tls = Some(m.clone());
+                Some(m)
+            }
+        };
         let key = NodeKey {
             endpoint: ep.clone(),
             pool: options.pool,
             health: options.health,
+            tls: material.as_ref().map(|m| m.fingerprint()),
         };
         if let Some(n) = registry.get(&key).and_then(Weak::upgrade) {
             return Ok(n);
         }
-        let n = Arc::new(Node::new(ep.clone(), &options.pool, &options.health)?);
+        let n = Arc::new(Node::new(
+            ep.clone(),
+            &options.pool,
+            &options.health,
+            material.as_deref(),
+        )?);
         registry.insert(key, Arc::downgrade(&n));
         opened.push(n.clone());
         Ok(n)
     };
     let mut shards = Vec::with_capacity(control.topology.shards().len());
     for s in control.topology.shards() {
-        let (primary, replicas) = control
-            .roles
-            .get(s.name())
-            .cloned()
-            .unwrap_or_else(|| (s.primary().clone(), s.replicas().to_vec()));
         let with_shard = |e: Error| e.with_shard(s.name().as_str());
+        let (primary, replicas) = match (control.roles.get(s.name()), s.primary()) {
+            (Some(roles), _) => roles.clone(),
+            (None, Some(p)) => (p.clone(), s.replicas().to_vec()),
+            // A Sentinel-managed shard is asked before any build: not reached.
+            (None, None) => {
+                return Err(with_shard(Error::new(
+                    ErrorKind::ShardUnavailable,
+                    "no primary known yet (its sentinels were not asked)",
+                )))
+            }
+        };
         shards.push(ShardRoute::new(
             s.name().clone(),
             node(&primary).map_err(with_shard)?,

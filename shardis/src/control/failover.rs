@@ -32,6 +32,12 @@ impl Shared {
             from: t.from,
             to: t.to,
         });
+        // A Sentinel shard's roles are its sentinels' to decide: a change of health only
+        // makes its follower ask them at once. It is never ejected, promoted or repointed here.
+        #[cfg(feature = "sentinel")]
+        if self.sentinel_nudge(&route.name) {
+            return;
+        }
         let policy = self.router.load().options().routing.on_primary_down;
         let shard = route.name.clone();
         let this = self.clone();

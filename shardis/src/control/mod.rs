@@ -29,11 +29,15 @@ use crate::topology::Topology;
 mod build;
 mod failover;
 mod monitor;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod status;
 mod swap;
 mod watch;
 
 use build::{build_off_thread, check_connected, Control, Registry};
+#[cfg(feature = "sentinel")]
+pub use sentinel::SentinelStatus;
 pub use status::{EndpointStatus, ShardStatus};
 pub use watch::ConfigWatch;
 
@@ -61,6 +65,9 @@ pub(crate) struct Shared {
     registry: Arc<Mutex<Registry>>,
     /// `limits.max_key_bytes`, checked before a request loads the routing table.
     max_key_bytes: AtomicUsize,
+    /// The followers of Sentinel-managed shards.
+    #[cfg(feature = "sentinel")]
+    sentinels: sentinel::Sentinels,
 }
 
 impl std::fmt::Debug for Shared {
@@ -79,7 +86,13 @@ impl Shared {
         options.validate()?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let registry = Arc::new(Mutex::new(Registry::default()));
-        let control = Control::new(topology, options, 1);
+        #[allow(unused_mut)]
+        let mut control = Control::new(topology, options, 1);
+        #[cfg(feature = "sentinel")]
+        let answers = {
+            sentinel::check_policy(&control)?;
+            sentinel::resolve(&mut control, None).await?
+        };
         let (table, opened) = build_off_thread(&registry, &control, None).await?;
         if !lazy {
             check_connected(&table, &opened).await?;
@@ -89,9 +102,13 @@ impl Shared {
             router: Router::new(table),
             events,
             max_key_bytes: AtomicUsize::new(control.options.max_key_bytes),
+            #[cfg(feature = "sentinel")]
+            sentinels: sentinel::Sentinels::default(),
             control: tokio::sync::Mutex::new(control),
             registry,
         });
+        #[cfg(feature = "sentinel")]
+        shared.sync_sentinels(&*shared.control.lock().await, &answers);
         if !lazy {
             // Every endpoint proves its role before the first request.
             let table = shared.router.load();

@@ -84,8 +84,22 @@ impl Shared {
             Ok(found) => {
                 match role_mismatch(route, role, &found) {
                     None => self.record(route, node, Outcome::ProbeAnswered),
+                    // A Sentinel shard's replica that became a primary while the primary in
+                    // force is down is being promoted by the sentinels: it keeps serving reads
+                    // (it holds the shard's data) while its follower asks them at once.
+                    #[cfg(feature = "sentinel")]
+                    Some(_)
+                        if role == Role::Replica
+                            && found == ServerRole::Primary
+                            && !route.primary.health().is_usable()
+                            && self.sentinel_nudge(&route.name) =>
+                    {
+                        self.record(route, node, Outcome::ProbeAnswered)
+                    }
                     Some(found) => {
                         self.record_mismatch(route, node, role, found);
+                        #[cfg(feature = "sentinel")]
+                        self.sentinel_nudge(&route.name);
                         // Under promote_replica this client owns the roles: a replica found
                         // following the wrong primary (a returning old primary) is repointed,
                         // and again on every probe until it is right.

@@ -43,6 +43,8 @@ impl Shared {
                         weight: shard.weight(),
                         placed: !ejected.contains(&route.name),
                         endpoints: endpoints.await,
+                        #[cfg(feature = "sentinel")]
+                        sentinel: self.sentinel_status(&route.name),
                     }
                 }
             },
@@ -64,6 +66,11 @@ pub struct ShardStatus {
     pub placed: bool,
     /// Its endpoints, the current primary first.
     pub endpoints: Vec<EndpointStatus>,
+    /// For a Sentinel-managed shard: its master's name, which sentinel answered, and the
+    /// master's current address.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub sentinel: Option<super::SentinelStatus>,
 }
 
 /// An endpoint as [`Client::status`](crate::Client::status) reports it.

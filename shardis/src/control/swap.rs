@@ -68,14 +68,21 @@ impl Shared {
         );
         let result = async {
             next.options.validate()?;
+            #[cfg(feature = "sentinel")]
+            let answers = {
+                super::sentinel::check_policy(&next)?;
+                super::sentinel::resolve(&mut next, Some(&control)).await?
+            };
             let (table, opened) = self.build(&next).await?;
             check_connected(&table, &opened).await?;
             // New endpoints prove their roles before the table serves a request.
             self.probe_opened(&table, &opened).await;
-            Ok::<_, Error>(table)
+            #[cfg(not(feature = "sentinel"))]
+            let answers = ();
+            Ok::<_, Error>((table, answers))
         }
         .await;
-        let mut table = match result {
+        let (mut table, _answers) = match result {
             Ok(t) => t,
             Err(e) => {
                 self.reject(&e);
@@ -89,6 +96,19 @@ impl Shared {
                 .iter()
                 .filter(|r| !r.primary.health().is_usable())
                 .map(|r| r.name.clone())
+                // A Sentinel shard is never ejected: its sentinels fail it over.
+                .filter(|name| {
+                    #[cfg(feature = "sentinel")]
+                    return next
+                        .topology
+                        .shard(name.as_str())
+                        .is_some_and(|s| s.sentinel().is_none());
+                    #[cfg(not(feature = "sentinel"))]
+                    return {
+                        let _ = name;
+                        true
+                    };
+                })
                 .collect();
             if !down.is_empty() {
                 next.ejected.extend(down);
@@ -100,6 +120,8 @@ impl Shared {
         self.max_key_bytes
             .store(next.options.max_key_bytes, Ordering::Relaxed);
         *control = next;
+        #[cfg(feature = "sentinel")]
+        self.sync_sentinels(&control, &_answers);
         Ok(version)
     }
 

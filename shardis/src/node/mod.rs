@@ -15,6 +15,7 @@ use crate::error::{is_connection_failure, Error, ErrorKind, Result};
 use crate::health::{Health, HealthState};
 use crate::options::{HealthOptions, PoolOptions};
 use crate::pool::{is_turned_away, Conn, Manager};
+use crate::tls::TlsMaterial;
 use crate::topology::Endpoint;
 
 mod coalesce;
@@ -79,27 +80,33 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Creates the node and starts its pool filling in the background; never blocks on I/O.
+    /// `tls` is the build's TLS material, for a `rediss://` endpoint.
     pub(crate) fn new(
         endpoint: Endpoint,
         options: &PoolOptions,
         health: &HealthOptions,
+        tls: Option<&TlsMaterial>,
     ) -> Result<Node> {
         let label: Arc<str> = Arc::from(endpoint.label());
-        if endpoint.is_tls() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "rediss:// (TLS) endpoints are parsed but not supported yet",
-            )
-            .with_endpoint(&label));
-        }
-        let client = redis::Client::open(endpoint.secret_url()).map_err(|e| {
-            // The redis-rs message may quote the URL; replace it with our own words.
-            Error::new(
-                ErrorKind::Config,
-                format!("redis-rs rejected the endpoint: {:?}", e.kind()),
-            )
-            .with_endpoint(&label)
-        })?;
+        let client = match tls {
+            Some(material) if endpoint.is_tls() => material
+                .client(&endpoint)
+                .map_err(|e| e.with_endpoint(&label))?,
+            _ if endpoint.is_tls() => {
+                return Err(
+                    Error::new(ErrorKind::Tls, "no TLS settings for a rediss:// endpoint")
+                        .with_endpoint(&label),
+                )
+            }
+            _ => redis::Client::open(endpoint.secret_url()).map_err(|e| {
+                // The redis-rs message may quote the URL; replace it with our own words.
+                Error::new(
+                    ErrorKind::Config,
+                    format!("redis-rs rejected the endpoint: {:?}", e.kind()),
+                )
+                .with_endpoint(&label)
+            })?,
+        };
         let last_error = Arc::new(Mutex::new(None));
         let generation = Arc::new(AtomicU64::new(0));
         let address = (endpoint.host().to_owned(), endpoint.port());
@@ -112,6 +119,7 @@ impl Node {
         let manager = Manager::new(
             client,
             address,
+            endpoint.is_tls(),
             options.connect_timeout,
             options.response_timeout,
             last_error.clone(),
@@ -318,6 +326,12 @@ impl Node {
         // and the next request gets a fresh connection.
         if is_connection_failure(&e) || e.is_timeout() {
             conn.mark_broken();
+        }
+        // The server closed the connection: it has likely closed the others too (a restart,
+        // a `CLIENT KILL TYPE normal` as Sentinel sends to a replica it promotes), so every
+        // connection made so far is retired and the next request opens a fresh one.
+        if is_connection_failure(&e) {
+            self.retire_connections();
         }
         // The command was written, or may have been: whether it ran is unknown.
         self.error(Error::from_redis(e).sent())

@@ -134,6 +134,12 @@ impl Endpoint {
         self.password.is_some()
     }
 
+    /// This endpoint with `password` (read from `password_env` or `password_file`).
+    pub(crate) fn with_password(mut self, password: &str) -> Endpoint {
+        self.password = Some(password.to_owned());
+        self
+    }
+
     /// `host:port`, as used in logs, errors and the CLI.
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)

@@ -13,9 +13,16 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 
 mod endpoint;
+mod secret;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 
 pub(crate) use endpoint::redact_url;
 pub use endpoint::{Endpoint, DEFAULT_PORT};
+#[cfg(feature = "sentinel")]
+pub(crate) use sentinel::SentinelSource;
+#[cfg(feature = "sentinel")]
+pub use sentinel::{SentinelSpec, DEFAULT_SENTINEL_REFRESH};
 
 /// The largest weight a shard may have. Weights multiply per-shard table sizes in some
 /// placement algorithms, so they are bounded to keep tables small.
@@ -96,7 +103,8 @@ impl fmt::Debug for ShardName {
 pub struct ShardSpec {
     /// The stable name: the placement identity, never the address.
     pub name: String,
-    /// The primary endpoint URL.
+    /// The primary endpoint URL (empty for a Sentinel-managed shard).
+    #[serde(default)]
     pub primary: String,
     /// Replica endpoint URLs, possibly none.
     #[serde(default)]
@@ -104,6 +112,30 @@ pub struct ShardSpec {
     /// The relative share of keys, an integer from 1 to [`MAX_WEIGHT`]. Defaults to 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Lets the shard list `rediss://` (TLS) and `redis://` (plain) endpoints together.
+    /// Defaults to false: a mix is refused, since it is usually a mistake that sends one
+    /// endpoint's traffic (and password) in clear.
+    #[serde(default)]
+    pub allow_mixed_tls: bool,
+    /// The name of an environment variable holding the password of every endpoint of the
+    /// shard whose URL has none (the URL may still name the ACL user). Read when the topology
+    /// is validated: at start and at every reload. Defaults to none.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file holding that password (one line; a trailing line break is dropped). Read like
+    /// `password_env`. Defaults to none.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// True when `password_env`/`password_file` came from `[defaults]`: then an endpoint URL
+    /// with its own password keeps it instead of being refused.
+    #[serde(skip)]
+    pub(crate) password_from_defaults: bool,
+    /// The Sentinel master that names the shard's primary and replicas, instead of `primary`
+    /// and `replicas` (feature `sentinel`). Defaults to none.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    #[serde(default)]
+    pub sentinel: Option<SentinelSpec>,
 }
 
 fn default_weight() -> u32 {
@@ -118,7 +150,52 @@ impl ShardSpec {
             primary: primary.into(),
             replicas: Vec::new(),
             weight: 1,
+            allow_mixed_tls: false,
+            password_env: None,
+            password_file: None,
+            password_from_defaults: false,
+            #[cfg(feature = "sentinel")]
+            sentinel: None,
         }
+    }
+
+    /// A Sentinel-managed shard: its primary and replicas are whatever the sentinels of
+    /// `sentinel` say, followed across failovers; the name (hence its keys) never changes.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel(name: impl Into<String>, sentinel: SentinelSpec) -> Self {
+        let mut spec = ShardSpec::new(name, "");
+        spec.sentinel = Some(sentinel);
+        spec
+    }
+
+    /// Reads the password of the shard's endpoints from the environment variable `name` (see
+    /// the field `password_env`).
+    ///
+    /// ```
+    /// let spec = shardis::ShardSpec::new("cache-a", "redis://app@127.0.0.1:7001")
+    ///     .password_env("CACHE_A_PASSWORD");
+    /// assert_eq!(spec.password_env.as_deref(), Some("CACHE_A_PASSWORD"));
+    /// ```
+    #[must_use]
+    pub fn password_env(mut self, name: impl Into<String>) -> Self {
+        self.password_env = Some(name.into());
+        self
+    }
+
+    /// Reads the password of the shard's endpoints from the file at `path` (see the field
+    /// `password_file`).
+    #[must_use]
+    pub fn password_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.password_file = Some(path.into());
+        self
+    }
+
+    /// Lets the shard mix `rediss://` and `redis://` endpoints.
+    #[must_use]
+    pub fn allow_mixed_tls(mut self, allow: bool) -> Self {
+        self.allow_mixed_tls = allow;
+        self
     }
 
     /// Sets the weight.
@@ -139,12 +216,18 @@ impl ShardSpec {
 impl fmt::Debug for ShardSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let replicas: Vec<String> = self.replicas.iter().map(|r| redact_url(r)).collect();
-        f.debug_struct("ShardSpec")
-            .field("name", &self.name)
+        let mut d = f.debug_struct("ShardSpec");
+        d.field("name", &self.name)
             .field("primary", &redact_url(&self.primary))
             .field("replicas", &replicas)
             .field("weight", &self.weight)
-            .finish()
+            .field("allow_mixed_tls", &self.allow_mixed_tls)
+            // The variable's name and the file's path, never the password.
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file);
+        #[cfg(feature = "sentinel")]
+        d.field("sentinel", &self.sentinel);
+        d.finish()
     }
 }
 
@@ -153,8 +236,11 @@ impl fmt::Debug for ShardSpec {
 pub struct Shard {
     name: ShardName,
     weight: u32,
-    primary: Endpoint,
+    /// `None` for a Sentinel-managed shard.
+    primary: Option<Endpoint>,
     replicas: Vec<Endpoint>,
+    #[cfg(feature = "sentinel")]
+    sentinel: Option<SentinelSource>,
 }
 
 impl Shard {
@@ -168,9 +254,23 @@ impl Shard {
         self.weight
     }
 
-    /// The primary endpoint.
-    pub fn primary(&self) -> &Endpoint {
-        &self.primary
+    /// The configured primary endpoint; `None` for a Sentinel-managed shard, whose primary
+    /// is whatever its sentinels say (see [`Client::status`](crate::Client::status)).
+    pub fn primary(&self) -> Option<&Endpoint> {
+        self.primary.as_ref()
+    }
+
+    /// The Sentinel master's name of a Sentinel-managed shard.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel_master(&self) -> Option<&str> {
+        self.sentinel.as_ref().map(|s| s.master.as_str())
+    }
+
+    /// The Sentinel source of a Sentinel-managed shard.
+    #[cfg(feature = "sentinel")]
+    pub(crate) fn sentinel(&self) -> Option<&SentinelSource> {
+        self.sentinel.as_ref()
     }
 
     /// The replica endpoints.
@@ -231,7 +331,8 @@ impl Topology {
         let mut endpoints: HashMap<(String, u16, i64), String> = shards
             .iter()
             .flat_map(|s| {
-                std::iter::once(&s.primary)
+                s.primary
+                    .iter()
                     .chain(&s.replicas)
                     .map(|ep| (ep.identity(), s.name.to_string()))
             })
@@ -251,6 +352,35 @@ impl Topology {
                     reason: format!("{} is above the maximum of {MAX_WEIGHT}", spec.weight),
                 });
             }
+            #[cfg(feature = "sentinel")]
+            if let Some(sentinel) = &spec.sentinel {
+                if !spec.primary.is_empty() || !spec.replicas.is_empty() {
+                    return Err(ConfigError::InvalidValue {
+                        field: format!("shards.{}.sentinel", spec.name),
+                        reason: "a Sentinel-managed shard lists no `primary` or `replicas`: \
+                                 its sentinels name them"
+                            .into(),
+                    });
+                }
+                let password = secret::read_password(&spec)?;
+                let source = SentinelSource::new(&spec.name, sentinel, password)?;
+                shards.push(Shard {
+                    name: ShardName::from(spec.name.as_str()),
+                    weight: spec.weight,
+                    primary: None,
+                    replicas: Vec::new(),
+                    sentinel: Some(source),
+                });
+                continue;
+            }
+            if spec.primary.is_empty() {
+                return Err(ConfigError::InvalidValue {
+                    field: format!("shards.{}.primary", spec.name),
+                    reason: "is missing (give a primary URL, or a `sentinel` with feature \
+                             `sentinel`)"
+                        .into(),
+                });
+            }
             let parse = |raw: &str| {
                 Endpoint::parse(raw).map_err(|reason| ConfigError::InvalidUrl {
                     shard: spec.name.clone(),
@@ -258,12 +388,45 @@ impl Topology {
                     reason,
                 })
             };
-            let primary = parse(&spec.primary)?;
-            let replicas = spec
+            let mut primary = parse(&spec.primary)?;
+            let mut replicas = spec
                 .replicas
                 .iter()
                 .map(|r| parse(r))
                 .collect::<Result<Vec<_>, _>>()?;
+            if !spec.allow_mixed_tls {
+                let tls = primary.is_tls();
+                if let Some(other) = replicas.iter().find(|r| r.is_tls() != tls) {
+                    return Err(ConfigError::InvalidValue {
+                        field: format!("shards.{}.allow_mixed_tls", spec.name),
+                        reason: format!(
+                            "the primary {} is {} but the replica {} is {}; set \
+                             `allow_mixed_tls = true` if that is meant",
+                            primary.label(),
+                            if tls { "rediss://" } else { "redis://" },
+                            other.label(),
+                            if tls { "redis://" } else { "rediss://" },
+                        ),
+                    });
+                }
+            }
+            if let Some(password) = secret::read_password(&spec)? {
+                let set = |ep: Endpoint| -> Result<Endpoint, ConfigError> {
+                    match ep.has_password() {
+                        false => Ok(ep.with_password(&password)),
+                        true if spec.password_from_defaults => Ok(ep),
+                        true => Err(ConfigError::InvalidValue {
+                            field: format!("shards.{}.password_env", spec.name),
+                            reason: format!(
+                                "the URL of {} has a password too; give it in one place",
+                                ep.label()
+                            ),
+                        }),
+                    }
+                };
+                primary = set(primary)?;
+                replicas = replicas.into_iter().map(set).collect::<Result<_, _>>()?;
+            }
             for ep in std::iter::once(&primary).chain(replicas.iter()) {
                 if let Some(first) = endpoints.insert(ep.identity(), spec.name.clone()) {
                     return Err(ConfigError::DuplicateEndpoint {
@@ -276,8 +439,10 @@ impl Topology {
             shards.push(Shard {
                 name: ShardName::from(spec.name.as_str()),
                 weight: spec.weight,
-                primary,
+                primary: Some(primary),
                 replicas,
+                #[cfg(feature = "sentinel")]
+                sentinel: None,
             });
         }
         Ok(Topology { shards })

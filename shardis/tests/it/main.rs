@@ -9,6 +9,7 @@ mod common;
 #[cfg(feature = "cache")]
 mod support;
 
+mod acl;
 mod cache;
 mod cache_faults;
 mod cache_invalidation;
@@ -34,4 +35,6 @@ mod recipes;
 mod rejected_config;
 mod routing;
 mod secrets;
+mod sentinel;
+mod tls;
 mod twemproxy;
