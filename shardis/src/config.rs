@@ -30,6 +30,10 @@
 //! on_primary_down = "fail_fast"   # or eject, promote_replica
 //! flush_on_rejoin = false         # eject only
 //!
+//! [resharding]
+//! warm = false                    # after a topology change, read a moved key's previous owner on a miss
+//! warm_window_s = 600             # how long the previous owner is consulted
+//!
 //! [[shards]]
 //! name = "cache-a"
 //! primary = "redis://127.0.0.1:7001"
@@ -50,7 +54,8 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind, QUOTE_LIMIT};
 use crate::options::{
-    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, ReshardingOptions,
+    RoutingOptions,
 };
 use crate::placement::{Algorithm, HashTag, KeyHash, PlacementSpec};
 use crate::topology::{ShardSpec, Topology};
@@ -90,7 +95,16 @@ struct RawConfig {
     #[serde(default)]
     routing: RawRouting,
     #[serde(default)]
+    resharding: RawResharding,
+    #[serde(default)]
     shards: Vec<ShardSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResharding {
+    warm: Option<bool>,
+    warm_window_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +183,14 @@ impl Config {
                 .limits
                 .max_key_bytes
                 .unwrap_or(Options::DEFAULT_MAX_KEY_BYTES),
+            resharding: ReshardingOptions {
+                warm: raw.resharding.warm.unwrap_or(false),
+                warm_window: raw.resharding.warm_window_s.map_or(
+                    ReshardingOptions::DEFAULT_WARM_WINDOW,
+                    // Saturating: an absurd value is rejected by `validate`, not wrapped.
+                    |s| Duration::from_millis(s.saturating_mul(1000)),
+                ),
+            },
         };
         options.validate()?;
         let topology = Topology::new(raw.shards)?;

@@ -19,6 +19,8 @@
 //!   sub-pipeline per shard through `exec`).
 //! - `scan`: `scan_match` and `on_every_shard`, the whole fleet.
 //! - `script` (feature `scripts`): Lua scripts on the shard of their keys.
+//! - `warm`, `migrate` (feature `warm`): the warm-resharding steps of the request path, and
+//!   `migrate_moved_keys`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,14 +41,20 @@ mod exec;
 mod fanout;
 mod guard;
 mod hedge;
+#[cfg(feature = "warm")]
+mod migrate;
 mod pipeline;
 mod scan;
 #[cfg(feature = "scripts")]
 mod script;
 mod shardwise;
+#[cfg(feature = "warm")]
+mod warm;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;
+#[cfg(feature = "warm")]
+pub use migrate::MigrationReport;
 
 /// A sharded Redis client.
 ///

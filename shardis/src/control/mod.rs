@@ -13,6 +13,8 @@
 //! - `monitor`: the probe loop.
 //! - `status`: what `Client::status` reports.
 //! - `watch`: the config file watcher.
+//! - `warm` (feature `warm`): the warm window after a topology change (the replaced table,
+//!   kept reachable for `warm_window_s`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,10 +33,14 @@ mod failover;
 mod monitor;
 mod status;
 mod swap;
+#[cfg(feature = "warm")]
+mod warm;
 mod watch;
 
 use build::{build_off_thread, check_connected, Control, Registry};
 pub use status::{EndpointStatus, ShardStatus};
+#[cfg(feature = "warm")]
+pub(crate) use warm::Window;
 pub use watch::ConfigWatch;
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.
@@ -61,6 +67,9 @@ pub(crate) struct Shared {
     registry: Arc<Mutex<Registry>>,
     /// `limits.max_key_bytes`, checked before a request loads the routing table.
     max_key_bytes: AtomicUsize,
+    /// The warm window of the last topology change, if one is open.
+    #[cfg(feature = "warm")]
+    pub(crate) warm: warm::Warm,
 }
 
 impl std::fmt::Debug for Shared {
@@ -91,6 +100,8 @@ impl Shared {
             max_key_bytes: AtomicUsize::new(control.options.max_key_bytes),
             control: tokio::sync::Mutex::new(control),
             registry,
+            #[cfg(feature = "warm")]
+            warm: warm::Warm::default(),
         });
         if !lazy {
             // Every endpoint proves its role before the first request.
