@@ -185,6 +185,14 @@ impl Client {
         self.shared.reload(path.as_ref()).await
     }
 
+    /// Applies a parsed config's topology and settings as
+    /// [`reload_config`](Self::reload_config) does (for configs that do not come from a file
+    /// the client can read).
+    pub async fn apply_config(&self, config: Config) -> Result<u64> {
+        let (topology, options) = config.into_parts();
+        self.shared.update(topology, Some(options)).await
+    }
+
     /// Reloads the config file whenever its content changes, checking every `every`. A
     /// rejected file is reported ([`Event::ConfigRejected`] and a log line) and the current
     /// topology stays. The watch stops when the returned handle is dropped.
