@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod bench_pipeline;
+mod bench_resize;
 mod commands;
 mod demo;
 mod demo_cache;
