@@ -91,6 +91,9 @@ pub struct BenchArgs {
     /// the primaries: connections_per_endpoint × shards).
     #[arg(long)]
     proxy_connections: Option<usize>,
+    /// Resize the fleet during the run (`--resize add|remove`) and measure the hit rate.
+    #[command(flatten)]
+    pub resize: crate::bench_resize::ResizeArgs,
     /// Serve the client's metrics on http://ADDR/metrics (Prometheus text format) while the
     /// run lasts, e.g. `127.0.0.1:9187`.
     #[arg(long, value_name = "ADDR")]
@@ -437,6 +440,16 @@ pub async fn run(format: Format, config: Config, args: BenchArgs) -> Result<(), 
     }
     if args.duration.is_zero() {
         return Err(bad("--duration", "must be longer than zero"));
+    }
+    if args.resize.resize.is_some() {
+        let load = crate::bench_resize::Load {
+            duration: args.duration,
+            concurrency: args.concurrency,
+            read_ratio: args.read_ratio,
+            value_size: args.value_size,
+            keys: args.keys,
+        };
+        return crate::bench_resize::run(format, config, load, &args.resize).await;
     }
     if let Some(addr) = args.prometheus {
         shardis::metrics::serve_prometheus(addr)?;

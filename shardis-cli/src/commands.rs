@@ -35,6 +35,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Invalidate(args) => {
             crate::invalidate::run(format, client(cli.config.as_deref()).await?, args).await
         }
+        Command::Migrate(args) => {
+            crate::migrate::run(format, config(cli.config.as_deref())?, args).await
+        }
         Command::Remap(args) => crate::remap::run(format, args).map(|()| ExitCode::SUCCESS),
         Command::Locate {
             twemproxy,

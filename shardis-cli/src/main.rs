@@ -9,6 +9,7 @@
 //! shardis --config FILE invalidate [--namespace NS] KEY... | --tag TAG | --pattern PAT
 //! shardis --config FILE scan PATTERN [--count]
 //! shardis --config FILE run-all CMD ARGS...
+//! shardis --config NEW.toml migrate --from OLD.toml [--batch 500]
 //! shardis demo
 //! ```
 //! Every command takes `--format table|json`. Exit status: 0 on success, 1 when `get` finds
@@ -26,6 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod bench_pipeline;
+mod bench_resize;
 mod commands;
 mod demo;
 mod demo_cache;
@@ -33,6 +35,7 @@ mod demo_sentinel;
 mod error;
 mod fleet;
 mod invalidate;
+mod migrate;
 mod output;
 mod parse;
 mod remap;
@@ -121,6 +124,11 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Move the keys a topology change moved (from the shards of --from OLD.toml to their
+    /// owners under --config NEW.toml), with warm resharding's safe per-key steps: a newer
+    /// value at the new owner is kept, TTLs are kept, an interrupted run can be rerun. Exit 1
+    /// if some keys could not be moved (rerun).
+    Migrate(migrate::MigrateArgs),
     /// Closed-loop load benchmark of the client (or a proxy, or hand-routed redis-rs).
     Bench(bench::BenchArgs),
     /// Compare placement algorithms: balance, keys moved on a resize, lookup and build cost.

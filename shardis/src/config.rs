@@ -38,6 +38,9 @@
 //!
 //! [defaults]                      # for every shard that sets neither itself
 //! password_env = "SHARDIS_PASSWORD"   # or password_file = "/run/secrets/redis"
+//! [resharding]
+//! warm = false                    # after a topology change, read a moved key's previous owner on a miss
+//! warm_window_s = 600             # how long the previous owner is consulted
 //!
 //! [[shards]]
 //! name = "cache-a"
@@ -67,7 +70,8 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind, QUOTE_LIMIT};
 use crate::options::{
-    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, ReshardingOptions,
+    RoutingOptions,
 };
 use crate::placement::{Algorithm, HashTag, KeyHash, PlacementSpec};
 use crate::tls::TlsOptions;
@@ -112,6 +116,8 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
+    resharding: RawResharding,
+    #[serde(default)]
     shards: Vec<ShardSpec>,
 }
 
@@ -130,6 +136,13 @@ struct RawTls {
     client_cert_file: Option<std::path::PathBuf>,
     client_key_file: Option<std::path::PathBuf>,
     insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResharding {
+    warm: Option<bool>,
+    warm_window_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -223,6 +236,14 @@ impl Config {
                 client_cert_file: raw.tls.client_cert_file,
                 client_key_file: raw.tls.client_key_file,
                 insecure_skip_verify: raw.tls.insecure_skip_verify.unwrap_or(false),
+            },
+            resharding: ReshardingOptions {
+                warm: raw.resharding.warm.unwrap_or(false),
+                warm_window: raw.resharding.warm_window_s.map_or(
+                    ReshardingOptions::DEFAULT_WARM_WINDOW,
+                    // Saturating: an absurd value is rejected by `validate`, not wrapped.
+                    |s| Duration::from_millis(s.saturating_mul(1000)),
+                ),
             },
         };
         options.validate()?;

@@ -87,6 +87,11 @@
 //! - `rate-limit` (default): [`Client::rate_limit`], GCRA in one script call, for services
 //!   that throttle per user or key.
 //!
+//! - `warm` (default): warm resharding ([`ReshardingOptions`], `[resharding]` in the
+//!   config, [`ClientBuilder::warm_resharding`], [`Client::migrate_moved_keys`]), for
+//!   services that add or remove shards under load without a cold cache, and the CLI's
+//!   `migrate`.
+//!
 //! Local Redis processes for tests live in the separate `shardis-testkit` crate, and the
 //! command line in `shardis-cli`.
 
@@ -117,6 +122,9 @@ pub mod placement;
 #[cfg_attr(docsrs, doc(cfg(feature = "twemproxy")))]
 pub mod twemproxy;
 
+#[cfg(feature = "warm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "warm")))]
+pub use client::MigrationReport;
 pub use client::{Client, ClientBuilder, Ttl};
 pub use config::Config;
 #[cfg(feature = "sentinel")]
@@ -126,7 +134,8 @@ pub use control::{ConfigWatch, EndpointStatus, ShardStatus};
 pub use error::{ConfigError, Error, ErrorKind, Result};
 pub use health::{Event, Health, Role};
 pub use options::{
-    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, RoutingOptions,
+    HealthOptions, HedgeAfter, OnPrimaryDown, Options, PoolOptions, ReadFrom, ReshardingOptions,
+    RoutingOptions,
 };
 pub use placement::HashTag;
 #[cfg(feature = "lock")]

@@ -37,6 +37,8 @@ pub struct Options {
     /// How `rediss://` endpoints are reached (`[tls]`). Defaults to the system's trust roots,
     /// no client certificate, verification on.
     pub tls: TlsOptions,
+    /// Warm resharding (`[resharding]` in the config file). Defaults to off.
+    pub resharding: ReshardingOptions,
 }
 
 impl Options {
@@ -59,6 +61,7 @@ impl Options {
         }
         self.health.validate()?;
         self.tls.validate()?;
+        self.resharding.validate()?;
         if self.max_key_bytes == 0 || self.max_key_bytes > Self::DEFAULT_MAX_KEY_BYTES {
             return Err(ConfigError::InvalidValue {
                 field: "limits.max_key_bytes".into(),
@@ -109,6 +112,7 @@ impl Default for Options {
             custom_placement: None,
             max_key_bytes: Self::DEFAULT_MAX_KEY_BYTES,
             tls: TlsOptions::default(),
+            resharding: ReshardingOptions::default(),
         }
     }
 }
@@ -389,6 +393,67 @@ impl OnPrimaryDown {
             OnPrimaryDown::FailFast => "fail_fast",
             OnPrimaryDown::Eject => "eject",
             OnPrimaryDown::PromoteReplica => "promote_replica",
+        }
+    }
+}
+
+/// Warm resharding (`[resharding]` in the config file; needs the `warm` feature): after a
+/// topology change, a moved key's previous owner is consulted for `warm_window` so that the
+/// keys that move do not go cold. See the README's "Warm resharding" for what is guaranteed.
+///
+/// ```
+/// let config = shardis::Config::from_toml_str(r#"
+///     [resharding]
+///     warm = true
+///     warm_window_s = 120
+///     [[shards]]
+///     name = "a"
+///     primary = "redis://127.0.0.1:7001"
+/// "#).unwrap();
+/// let r = config.options().resharding;
+/// assert!(r.warm);
+/// assert_eq!(r.warm_window, std::time::Duration::from_secs(120));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReshardingOptions {
+    /// `warm`: after `update_topology`, `reload_config` or the config watcher changes
+    /// placement, reads that miss a moved key on its new owner read its previous owner and
+    /// move the value over; writes and deletes of a moved key remove it from its previous
+    /// owner. Defaults to false.
+    pub warm: bool,
+    /// `warm_window_s`: how long the previous owner is consulted after a change. Defaults to
+    /// [`ReshardingOptions::DEFAULT_WARM_WINDOW`].
+    pub warm_window: Duration,
+}
+
+impl ReshardingOptions {
+    /// 600 s.
+    pub const DEFAULT_WARM_WINDOW: Duration = Duration::from_secs(600);
+    /// The longest window accepted: one day.
+    pub const MAX_WARM_WINDOW: Duration = Duration::from_secs(86_400);
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.warm && cfg!(not(feature = "warm")) {
+            return Err(ConfigError::InvalidValue {
+                field: "resharding.warm".into(),
+                reason: "this build of shardis has no `warm` feature".into(),
+            });
+        }
+        check_ms(
+            "resharding.warm_window_s",
+            self.warm_window,
+            1000,
+            Self::MAX_WARM_WINDOW.as_millis() as u64,
+        )
+    }
+}
+
+impl Default for ReshardingOptions {
+    fn default() -> Self {
+        ReshardingOptions {
+            warm: false,
+            warm_window: Self::DEFAULT_WARM_WINDOW,
         }
     }
 }

@@ -180,6 +180,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Warm resharding for `window` after each topology change: a read that misses a moved
+    /// key on its new owner reads its previous owner and moves the value over (TTL kept), and
+    /// a write or delete of a moved key removes it from its previous owner. Same as
+    /// `[resharding] warm = true` and `warm_window_s`. Defaults to off. `window` must be
+    /// 1 s to 1 day (checked at [`build`](Self::build)).
+    ///
+    /// ```no_run
+    /// # async fn run() -> shardis::Result<()> {
+    /// use std::time::Duration;
+    /// let client = shardis::Client::builder()
+    ///     .shard("cache-a", "redis://127.0.0.1:7001")
+    ///     .warm_resharding(Duration::from_secs(600))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "warm")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "warm")))]
+    pub fn warm_resharding(mut self, window: Duration) -> Self {
+        self.options.resharding.warm = true;
+        self.options.resharding.warm_window = window;
+        self
+    }
+
     /// Skips the connection check at [`build`](Self::build): pools connect in the background
     /// and an unreachable shard fails its own requests only. Defaults to false.
     pub fn lazy_connect(mut self, lazy: bool) -> Self {

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+#[cfg(feature = "warm")]
+use futures_util::FutureExt;
 use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
 use tracing::Instrument;
 
@@ -60,9 +62,34 @@ impl Client {
             );
             return Err(fail_fast(no_shard()).await);
         };
+        // Warm resharding: a moved key's previous owner, while a warm window is open.
+        #[cfg(feature = "warm")]
+        let previous = self.previous_owner(&table, route, key);
+        #[cfg(feature = "warm")]
+        let removed = match (&previous, access) {
+            (Some(p), Access::Write) => {
+                self.before_write(&table, route, p, name, key).boxed().await
+            }
+            _ => 0,
+        };
         let reply = self
             .exec(&table, route, name, Request::Cmd(cmd), access)
             .await?;
+        #[cfg(feature = "warm")]
+        let reply = match &previous {
+            Some(p)
+                if self
+                    .warmed(&table, route, p, name, key, &reply)
+                    .boxed()
+                    .await =>
+            {
+                self.exec(&table, route, name, Request::Cmd(cmd), access)
+                    .await?
+            }
+            // `del` of a key that only its previous owner still had.
+            _ if name == "DEL" && removed > 0 => Value::Int(1),
+            _ => reply,
+        };
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
     }
 
@@ -237,9 +264,26 @@ impl Client {
                 }
                 let range = range.clone();
                 async move {
+                    #[cfg(feature = "warm")]
+                    let moved = self.previous_owners(table, route, keys, positions);
+                    #[cfg(feature = "warm")]
+                    if access == Access::Write && !moved.is_empty() {
+                        self.before_write_many(&moved, keys, positions)
+                            .boxed()
+                            .await;
+                    }
                     let reply = self
                         .exec(table, route, name, Request::Cmd(&cmd), access)
                         .await?;
+                    #[cfg(feature = "warm")]
+                    let reply = match access {
+                        Access::Read if !moved.is_empty() => {
+                            self.warmed_many(table, route, &moved, keys, positions, reply)
+                                .boxed()
+                                .await?
+                        }
+                        _ => reply,
+                    };
                     Ok::<_, Error>((range, reply))
                 }
             })

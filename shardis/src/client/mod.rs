@@ -19,6 +19,8 @@
 //!   sub-pipeline per shard through `exec`).
 //! - `scan`: `scan_match` and `on_every_shard`, the whole fleet.
 //! - `script` (feature `scripts`): Lua scripts on the shard of their keys.
+//! - `warm`, `migrate` (feature `warm`): the warm-resharding steps of the request path, and
+//!   `migrate_moved_keys`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,14 +41,20 @@ mod exec;
 mod fanout;
 mod guard;
 mod hedge;
+#[cfg(feature = "warm")]
+mod migrate;
 mod pipeline;
 mod scan;
 #[cfg(feature = "scripts")]
 mod script;
 mod shardwise;
+#[cfg(feature = "warm")]
+mod warm;
 
 use args::ArgSink;
 pub use builder::ClientBuilder;
+#[cfg(feature = "warm")]
+pub use migrate::MigrationReport;
 
 /// A sharded Redis client.
 ///
@@ -175,6 +183,14 @@ impl Client {
     /// endpoints opened after the change (changed settings reopen every endpoint's pool).
     pub async fn reload_config(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
         self.shared.reload(path.as_ref()).await
+    }
+
+    /// Applies a parsed config's topology and settings as
+    /// [`reload_config`](Self::reload_config) does (for configs that do not come from a file
+    /// the client can read).
+    pub async fn apply_config(&self, config: Config) -> Result<u64> {
+        let (topology, options) = config.into_parts();
+        self.shared.update(topology, Some(options)).await
     }
 
     /// Reloads the config file whenever its content changes (or that of a `password_file` or

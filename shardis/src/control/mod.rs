@@ -13,6 +13,8 @@
 //! - `monitor`: the probe loop.
 //! - `status`: what `Client::status` reports.
 //! - `watch`: the config file watcher.
+//! - `warm` (feature `warm`): the warm window after a topology change (the replaced table,
+//!   kept reachable for `warm_window_s`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,12 +35,16 @@ mod monitor;
 mod sentinel;
 mod status;
 mod swap;
+#[cfg(feature = "warm")]
+mod warm;
 mod watch;
 
 use build::{build_off_thread, check_connected, Control, Registry};
 #[cfg(feature = "sentinel")]
 pub use sentinel::SentinelStatus;
 pub use status::{EndpointStatus, ShardStatus};
+#[cfg(feature = "warm")]
+pub(crate) use warm::Window;
 pub use watch::ConfigWatch;
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.
@@ -68,6 +74,9 @@ pub(crate) struct Shared {
     /// The followers of Sentinel-managed shards.
     #[cfg(feature = "sentinel")]
     sentinels: sentinel::Sentinels,
+    /// The warm window of the last topology change, if one is open.
+    #[cfg(feature = "warm")]
+    pub(crate) warm: warm::Warm,
 }
 
 impl std::fmt::Debug for Shared {
@@ -106,6 +115,8 @@ impl Shared {
             sentinels: sentinel::Sentinels::default(),
             control: tokio::sync::Mutex::new(control),
             registry,
+            #[cfg(feature = "warm")]
+            warm: warm::Warm::default(),
         });
         #[cfg(feature = "sentinel")]
         shared.sync_sentinels(&*shared.control.lock().await, &answers);

@@ -116,7 +116,11 @@ impl Shared {
             }
         }
         let version = next.version;
+        #[cfg(feature = "warm")]
+        let from = self.router.load();
         self.install(table);
+        #[cfg(feature = "warm")]
+        self.after_change(from, &self.router.load(), &next.options.resharding);
         self.max_key_bytes
             .store(next.options.max_key_bytes, Ordering::Relaxed);
         *control = next;

@@ -459,6 +459,23 @@ impl Topology {
         (!shards.is_empty()).then_some(Topology { shards })
     }
 
+    /// This topology without the shard called `name` (to plan a removal); the others are
+    /// kept as they are. [`ConfigError::EmptyTopology`] if no shard would be left.
+    ///
+    /// ```
+    /// use shardis::{ShardSpec, Topology};
+    /// let t = Topology::new(vec![
+    ///     ShardSpec::new("a", "redis://127.0.0.1:7001"),
+    ///     ShardSpec::new("b", "redis://127.0.0.1:7002"),
+    /// ]).unwrap();
+    /// assert_eq!(t.without("b").unwrap().shards().len(), 1);
+    /// assert!(t.without("b").unwrap().without("a").is_err());
+    /// ```
+    pub fn without(&self, name: &str) -> Result<Topology, ConfigError> {
+        self.filter(|s| s.name != name)
+            .ok_or(ConfigError::EmptyTopology)
+    }
+
     /// The shard called `name`, if any.
     pub fn shard(&self, name: &str) -> Option<&Shard> {
         self.shards.iter().find(|s| s.name == name)

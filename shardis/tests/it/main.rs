@@ -38,3 +38,4 @@ mod secrets;
 mod sentinel;
 mod tls;
 mod twemproxy;
+mod warm_resharding;
