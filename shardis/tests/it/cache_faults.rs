@@ -87,7 +87,11 @@ async fn several_processes_hammering_one_expired_key_load_it_once() {
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(&exe)
-                .args(["cache_faults::cache_child_process", "--exact", "--include-ignored"])
+                .args([
+                    "cache_faults::cache_child_process",
+                    "--exact",
+                    "--include-ignored",
+                ])
                 .args(["--nocapture", "--test-threads", "1"])
                 .env("SHARDIS_CHILD_URLS", urls.join(","))
                 .env("SHARDIS_CHILD_KEY", "hot")
