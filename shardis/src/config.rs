@@ -745,7 +745,14 @@ mod tests {
             ),
         ] {
             let err = Config::from_toml_str(&text).unwrap_err();
-            assert_eq!(err, ConfigError::Parse(want.into()), "{text}");
+            // The list of a shard's fields grows with the features built in (`tls`,
+            // `sentinel`): the first four are always there.
+            match &err {
+                ConfigError::Parse(got) if want.ends_with("`weight`") => {
+                    assert!(got.starts_with(want), "{text}: {got}")
+                }
+                _ => assert_eq!(err, ConfigError::Parse(want.into()), "{text}"),
+            }
             let shown = format!("{err} {err:?} {}", Error::from(err.clone()));
             assert!(!shown.contains(pw) && !shown.contains("Secr"), "{shown}");
         }

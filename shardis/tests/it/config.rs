@@ -82,7 +82,11 @@ async fn config_file_errors_are_typed() {
             "Parse",
         ),
         (format!("{shard}colour = \"blue\"\n"), "Parse"),
-        ("[[shards]]\nname = \"a\"\n".to_string(), "Parse"),
+        // No primary (and no `sentinel`): a typed missing value naming the field.
+        (
+            "[[shards]]\nname = \"a\"\n".to_string(),
+            "InvalidValue { field: \"shards.a.primary\"",
+        ),
         ("not toml at all".to_string(), "Parse"),
     ] {
         let file = config_file(&text);
