@@ -402,17 +402,23 @@ impl OnPrimaryDown {
 /// keys that move do not go cold. See the README's "Warm resharding" for what is guaranteed.
 ///
 /// ```
-/// let config = shardis::Config::from_toml_str(r#"
+/// let parsed = shardis::Config::from_toml_str(r#"
 ///     [resharding]
 ///     warm = true
 ///     warm_window_s = 120
 ///     [[shards]]
 ///     name = "a"
 ///     primary = "redis://127.0.0.1:7001"
-/// "#).unwrap();
-/// let r = config.options().resharding;
-/// assert!(r.warm);
-/// assert_eq!(r.warm_window, std::time::Duration::from_secs(120));
+/// "#);
+/// match parsed {
+///     Ok(config) => {
+///         let r = config.options().resharding;
+///         assert!(r.warm);
+///         assert_eq!(r.warm_window, std::time::Duration::from_secs(120));
+///     }
+///     // A build without the `warm` feature refuses `warm = true`, naming the feature.
+///     Err(e) => assert!(e.to_string().contains("`warm` feature"), "{e}"),
+/// }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
