@@ -1,6 +1,7 @@
 //! Spawning a server process and waiting until it serves; free loopback ports.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,4 +100,20 @@ pub fn raise_fd_limit(wanted: u64) -> Result<u64> {
     let target = wanted.min(hard);
     setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(fail)?;
     Ok(target)
+}
+
+/// True if a redis-server or redis-sentinel on the loopback `port` answers `PING` (or asks for a password) within
+/// `timeout`.
+pub(crate) fn ping(port: u16, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    // `+PONG`, or `-NOAUTH ...` from a server started with a password: either way it serves.
+    let mut buf = [0u8; 6];
+    stream.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r" || &buf == b"-NOAUT")
 }

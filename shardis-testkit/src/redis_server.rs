@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::process::{
-    free_port, io_error, start_process, wait_ready, START_ATTEMPTS, START_TIMEOUT,
+    free_port, io_error, ping, start_process, wait_ready, START_ATTEMPTS, START_TIMEOUT,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -321,20 +321,4 @@ fn info(port: u16, section: &str) -> Result<String> {
     reader.read_exact(&mut body).map_err(fail)?;
     body.truncate(len);
     Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// True if a server on the loopback `port` answers `PING` (or asks for a password) within
-/// `timeout`.
-fn ping(port: u16, timeout: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(timeout));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    // `+PONG`, or `-NOAUTH ...` from a server started with a password: either way it serves.
-    let mut buf = [0u8; 6];
-    stream.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r" || &buf == b"-NOAUT")
 }

@@ -1,13 +1,12 @@
 //! A running local `redis-sentinel`, started from the deploy template
 //! (`deploy/sentinel/sentinel.conf`) with the test's own primaries.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{free_port, io_error, start_process, wait_ready, START_ATTEMPTS};
+use crate::process::{free_port, io_error, ping, start_process, wait_ready, START_ATTEMPTS};
 use crate::{Error, ErrorKind, Result};
 
 /// The environment variable that overrides the `redis-sentinel` binary.
@@ -135,7 +134,7 @@ impl RedisSentinel {
         let port = self.port;
         wait_ready(
             &mut child,
-            || ping(port),
+            || ping(port, Duration::from_millis(200)),
             |child, status| {
                 let mut stderr = String::new();
                 if let Some(mut s) = child.stderr.take() {
@@ -295,21 +294,6 @@ fn config(template: &str, monitored: &[Monitored]) -> String {
         ));
     }
     out
-}
-
-/// True if the sentinel on `port` answers `PING`.
-fn ping(port: u16) -> bool {
-    let timeout = Duration::from_millis(200);
-    let Ok(mut stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(timeout));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 5];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG"
 }
 
 #[cfg(test)]
