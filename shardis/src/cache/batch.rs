@@ -269,16 +269,13 @@ impl Cache {
         &self,
         slots: &mut [Slot],
     ) -> std::result::Result<Vec<Found>, LoadError<E>> {
-        let mut by_shard: HashMap<String, Vec<usize>> = HashMap::new();
-        for (s, slot) in slots.iter().enumerate() {
-            if !slot.skipped {
-                let shard = self.inner.client.locate(slot.full.as_slice());
-                by_shard
-                    .entry(shard.as_str().to_owned())
-                    .or_default()
-                    .push(s);
-            }
-        }
+        let by_shard = self.by_shard(
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| !slot.skipped)
+                .map(|(s, slot)| (s, slot.full.as_slice())),
+        );
         let client = &self.inner.client;
         let reads = by_shard.into_values().map(|group| {
             let slots = &*slots;
@@ -311,14 +308,12 @@ impl Cache {
     /// Stores `(full key, envelope, logical ttl)` items, one script per shard, all shards at
     /// once. Failures are logged, never returned: the values were loaded and are answered.
     async fn store_many(&self, items: Vec<(Vec<u8>, Vec<u8>, Duration)>) {
-        let mut by_shard: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, (full, ..)) in items.iter().enumerate() {
-            let shard = self.inner.client.locate(full.as_slice());
-            by_shard
-                .entry(shard.as_str().to_owned())
-                .or_default()
-                .push(i);
-        }
+        let by_shard = self.by_shard(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, (full, ..))| (i, full.as_slice())),
+        );
         let items = &items;
         let writes = by_shard.into_values().map(|group| async move {
             let mut eval = redis::cmd("EVAL");

@@ -7,7 +7,6 @@
 //! Every invalidation also deletes the keys' load locks, revoking the lease of any load in
 //! flight (see `load.rs`): a load that began before the invalidation does not store its value.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -78,17 +77,14 @@ impl Cache {
     /// once: how many existed. The first error is returned after every shard answered.
     async fn unlink_revoking(&self, keys: &[Vec<u8>]) -> Result<usize> {
         let client = &self.inner.client;
-        let mut by_shard: HashMap<ShardName, Vec<&[u8]>> = HashMap::new();
-        for key in keys {
-            self.inner.flights.detach(key);
-            by_shard
-                .entry(client.locate(key.as_slice()))
-                .or_default()
-                .push(key.as_slice());
-        }
-        let deletes = by_shard.into_iter().map(|(shard, keys)| async move {
+        keys.iter().for_each(|k| self.inner.flights.detach(k));
+        let by_shard = self.by_shard(keys.iter().map(Vec::as_slice).enumerate());
+        let deletes = by_shard.into_iter().map(|(shard, group)| async move {
             let mut eval = redis::cmd("EVAL");
-            eval.arg(UNLINK_REVOKING).arg(0).arg(keys);
+            eval.arg(UNLINK_REVOKING).arg(0);
+            for i in group {
+                eval.arg(&keys[i]);
+            }
             client.run_on_shard::<usize>(&shard, &eval).await
         });
         join_all(deletes).await.into_iter().sum()

@@ -71,10 +71,7 @@ impl Cache {
         let token = super::load::new_token();
         let ms = self.inner.settings.lock_timeout.as_millis().max(1) as u64;
         let client = &self.inner.client;
-        let mut by_shard: HashMap<ShardName, Vec<usize>> = HashMap::new();
-        for (i, key) in keys.iter().enumerate() {
-            by_shard.entry(client.locate(*key)).or_default().push(i);
-        }
+        let by_shard = self.by_shard(keys.iter().copied().enumerate());
         let takes = by_shard.into_iter().map(|(shard, group)| {
             let token = &token;
             async move {

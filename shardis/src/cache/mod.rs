@@ -52,6 +52,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics;
+use crate::topology::ShardName;
 use crate::Client;
 
 mod batch;
@@ -364,6 +365,22 @@ impl Cache {
             .arg(self.physical(ttl).as_millis().max(1) as u64);
         self.inner.client.query::<_, i64>(full, &eval).await?;
         Ok(())
+    }
+
+    /// The positions of `(position, full key)` pairs grouped by the shard each key is routed
+    /// to now (for one command or script per shard).
+    pub(crate) fn by_shard<'k>(
+        &self,
+        keys: impl IntoIterator<Item = (usize, &'k [u8])>,
+    ) -> HashMap<ShardName, Vec<usize>> {
+        let mut groups: HashMap<ShardName, Vec<usize>> = HashMap::new();
+        for (i, key) in keys {
+            groups
+                .entry(self.inner.client.locate(key))
+                .or_default()
+                .push(i);
+        }
+        groups
     }
 
     /// The Redis TTL of a value whose logical TTL is `ttl`.
