@@ -63,6 +63,8 @@ pub struct RedisSentinel {
     port: u16,
     conf: PathBuf,
     dir: tempfile::TempDir,
+    /// Arguments added to every start (e.g. `--requirepass`, TLS settings).
+    extra: Vec<String>,
 }
 
 impl std::fmt::Debug for RedisSentinel {
@@ -79,6 +81,17 @@ impl RedisSentinel {
     /// lines are kept except the per-master `sentinel` lines, which are replaced by
     /// `monitored`; port, bind, dir and logfile are overridden. Waits until it answers `PING`.
     pub fn start(template: &Path, monitored: &[Monitored]) -> Result<RedisSentinel> {
+        RedisSentinel::start_with(template, monitored, &[])
+    }
+
+    /// [`start`](Self::start) with `extra_args` added to the command line (and to every
+    /// restart): `--requirepass PASSWORD`, or the TLS settings a sentinel needs to reach
+    /// TLS-only masters (`--tls-replication yes`, `--tls-cert-file` ...).
+    pub fn start_with(
+        template: &Path,
+        monitored: &[Monitored],
+        extra_args: &[&str],
+    ) -> Result<RedisSentinel> {
         let text = std::fs::read_to_string(template).map_err(|e| {
             io_error(
                 &format!("cannot read the sentinel template {}", template.display()),
@@ -97,6 +110,7 @@ impl RedisSentinel {
             port: 0,
             conf,
             dir,
+            extra: extra_args.iter().map(|a| (*a).to_owned()).collect(),
         };
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
@@ -123,6 +137,7 @@ impl RedisSentinel {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
+            .args(&self.extra)
             .stderr(Stdio::piped());
         let mut child = start_process(
             &mut command,

@@ -300,7 +300,14 @@ pub(crate) fn watched_files(text: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<std::path::PathBuf> = raw
         .shards
         .into_iter()
-        .filter_map(|s| s.password_file)
+        .flat_map(|s| {
+            // A Sentinel shard's sentinels have a password of their own.
+            #[cfg(feature = "sentinel")]
+            let sentinel = s.sentinel.and_then(|t| t.password_file);
+            #[cfg(not(feature = "sentinel"))]
+            let sentinel = None;
+            s.password_file.into_iter().chain(sentinel)
+        })
         .chain(raw.defaults.password_file)
         .chain(raw.tls.ca_file)
         .chain(raw.tls.client_cert_file)

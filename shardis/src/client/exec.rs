@@ -35,6 +35,18 @@ pub(crate) enum Access {
 pub(crate) struct Sending {
     pub(crate) coalesce: bool,
     pub(crate) time_reads: bool,
+    /// A read with nowhere else to go: if the server closed its connection, it is sent once
+    /// more on a fresh one (see `exec`), and only that second try counts for the endpoint's
+    /// health. (A server that closes its clients' connections, as Sentinel's `CLIENT KILL`
+    /// does to a replica it promotes, is up: one closed connection shared by many reads must
+    /// not mark it down.)
+    pub(crate) retry_if_closed: bool,
+}
+
+/// A connection error after the request was written: the server (or the network) closed the
+/// connection under it.
+fn closed(e: &Error) -> bool {
+    e.kind() == ErrorKind::Connection && e.is_outcome_unknown()
 }
 
 /// One shard's reply to its part of a multi-key command: the range of the plan's order its
@@ -126,6 +138,7 @@ impl Client {
         let how = Sending {
             coalesce: read && pool.coalesce_reads && matches!(name, "GET" | "MGET"),
             time_reads: read && pool.hedge_after == HedgeAfter::Adaptive,
+            retry_if_closed: read && fallback.is_none(),
         };
         let (served_by, result, both) = match fallback {
             Some(other) if read && pool.hedge_after != HedgeAfter::Off => {
@@ -150,10 +163,16 @@ impl Client {
                 // The server closed a connection the read was on (a restart, or Sentinel's
                 // `CLIENT KILL` of a replica it promotes): with nowhere else to go, the read is
                 // sent once more on a fresh connection to the same endpoint.
-                None if read && e.kind() == ErrorKind::Connection && e.is_outcome_unknown() => (
-                    node,
-                    Box::pin(self.attempt(route, node, name, request, how)).await,
-                ),
+                None if how.retry_if_closed && closed(&e) => {
+                    let again = Sending {
+                        retry_if_closed: false,
+                        ..how
+                    };
+                    (
+                        node,
+                        Box::pin(self.attempt(route, node, name, request, again)).await,
+                    )
+                }
                 None => (node, Err(e)),
             },
             result => (served_by, result),
@@ -215,6 +234,8 @@ impl Client {
         // size. Its connection is retired, and the probes tell a hung server.
         match &result {
             Ok(_) => self.shared.record(route, node, Outcome::Answered),
+            // Not yet for a closed connection that `exec` tries once more: the retry counts.
+            Err(e) if how.retry_if_closed && closed(e) => {}
             Err(e) if e.kind() == ErrorKind::Connection => {
                 self.shared.record(route, node, Outcome::Failed)
             }

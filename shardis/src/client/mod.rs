@@ -193,9 +193,9 @@ impl Client {
         self.shared.update(topology, Some(options)).await
     }
 
-    /// Reloads the config file whenever its content changes (or that of a `password_file` or
-    /// `[tls]` file it names), checking every `every`. A
-    /// rejected file is reported ([`Event::ConfigRejected`] and a log line) and the current
+    /// Reloads the config file whenever its content changes (or that of a `password_file`,
+    /// a Sentinel shard's `sentinel.password_file`, or a `[tls]` file it names), checking
+    /// every `every`. A rejected file is reported ([`Event::ConfigRejected`] and a log line) and the current
     /// topology stays. The watch stops when the returned handle is dropped.
     pub fn watch_config(
         &self,

@@ -43,10 +43,23 @@ impl Shared {
         change: impl FnOnce(&mut Control) -> R,
         event: Event,
     ) -> Result<()> {
+        self.apply_then(control, change, |_| {}, event).await
+    }
+
+    /// [`apply`](Self::apply), with `ready` run on the new table before it is installed
+    /// (e.g. to clear a health state the change makes obsolete, so that no request sees it).
+    pub(super) async fn apply_then<R>(
+        self: &Arc<Self>,
+        control: &mut Control,
+        change: impl FnOnce(&mut Control) -> R,
+        ready: impl FnOnce(&RoutingTable),
+        event: Event,
+    ) -> Result<()> {
         let mut next = control.clone();
         change(&mut next);
         next.version += 1;
         let (table, _) = self.build(&next).await?;
+        ready(&table);
         self.install(table);
         *control = next;
         self.emit(event);

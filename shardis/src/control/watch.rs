@@ -1,5 +1,6 @@
 //! The config file watcher: reloads the client when the file's content changes, or the content
-//! of a file it names (a `password_file`, a `[tls]` certificate or key).
+//! of a file it names (a shard's or its sentinels' `password_file`, a `[tls]` certificate or
+//! key).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,7 +4,6 @@
 //! list of them that passed validation, with every URL parsed into an [`Endpoint`]. The shard
 //! *name* is the placement identity: replacing a host behind a name moves no key.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ mod endpoint;
 mod secret;
 #[cfg(feature = "sentinel")]
 mod sentinel;
+mod validate;
 
 pub(crate) use endpoint::redact_url;
 pub use endpoint::{Endpoint, DEFAULT_PORT};
@@ -313,139 +313,13 @@ impl Topology {
     /// Validates `specs` into a topology. The first problem found is returned, with any
     /// password in a URL redacted and user text quoted at most 80 characters long.
     pub fn new(specs: Vec<ShardSpec>) -> Result<Topology, ConfigError> {
-        Topology::extend(Vec::new(), specs)
+        validate::extend(Vec::new(), specs)
     }
 
     /// This topology with `specs` added after its shards, validated as a whole (names and
     /// endpoints stay unique). The shards already here are kept as they are.
     pub fn with_specs(&self, specs: Vec<ShardSpec>) -> Result<Topology, ConfigError> {
-        Topology::extend(self.shards.clone(), specs)
-    }
-
-    /// Validates `specs` and appends them to `shards` (already valid).
-    fn extend(mut shards: Vec<Shard>, specs: Vec<ShardSpec>) -> Result<Topology, ConfigError> {
-        if shards.is_empty() && specs.is_empty() {
-            return Err(ConfigError::EmptyTopology);
-        }
-        let mut names: HashSet<String> = shards.iter().map(|s| s.name.to_string()).collect();
-        let mut endpoints: HashMap<(String, u16, i64), String> = shards
-            .iter()
-            .flat_map(|s| {
-                s.primary
-                    .iter()
-                    .chain(&s.replicas)
-                    .map(|ep| (ep.identity(), s.name.to_string()))
-            })
-            .collect();
-        shards.reserve(specs.len());
-        for spec in specs {
-            validate_name(&spec.name)?;
-            if !names.insert(spec.name.clone()) {
-                return Err(ConfigError::DuplicateShardName(spec.name));
-            }
-            if spec.weight == 0 {
-                return Err(ConfigError::ZeroWeight { shard: spec.name });
-            }
-            if spec.weight > MAX_WEIGHT {
-                return Err(ConfigError::InvalidValue {
-                    field: format!("shards.{}.weight", spec.name),
-                    reason: format!("{} is above the maximum of {MAX_WEIGHT}", spec.weight),
-                });
-            }
-            #[cfg(feature = "sentinel")]
-            if let Some(sentinel) = &spec.sentinel {
-                if !spec.primary.is_empty() || !spec.replicas.is_empty() {
-                    return Err(ConfigError::InvalidValue {
-                        field: format!("shards.{}.sentinel", spec.name),
-                        reason: "a Sentinel-managed shard lists no `primary` or `replicas`: \
-                                 its sentinels name them"
-                            .into(),
-                    });
-                }
-                let password = secret::read_password(&spec)?;
-                let source = SentinelSource::new(&spec.name, sentinel, password)?;
-                shards.push(Shard {
-                    name: ShardName::from(spec.name.as_str()),
-                    weight: spec.weight,
-                    primary: None,
-                    replicas: Vec::new(),
-                    sentinel: Some(source),
-                });
-                continue;
-            }
-            if spec.primary.is_empty() {
-                return Err(ConfigError::InvalidValue {
-                    field: format!("shards.{}.primary", spec.name),
-                    reason: "is missing (give a primary URL, or a `sentinel` with feature \
-                             `sentinel`)"
-                        .into(),
-                });
-            }
-            let parse = |raw: &str| {
-                Endpoint::parse(raw).map_err(|reason| ConfigError::InvalidUrl {
-                    shard: spec.name.clone(),
-                    url: redact_url(raw),
-                    reason,
-                })
-            };
-            let mut primary = parse(&spec.primary)?;
-            let mut replicas = spec
-                .replicas
-                .iter()
-                .map(|r| parse(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            if !spec.allow_mixed_tls {
-                let tls = primary.is_tls();
-                if let Some(other) = replicas.iter().find(|r| r.is_tls() != tls) {
-                    return Err(ConfigError::InvalidValue {
-                        field: format!("shards.{}.allow_mixed_tls", spec.name),
-                        reason: format!(
-                            "the primary {} is {} but the replica {} is {}; set \
-                             `allow_mixed_tls = true` if that is meant",
-                            primary.label(),
-                            if tls { "rediss://" } else { "redis://" },
-                            other.label(),
-                            if tls { "redis://" } else { "rediss://" },
-                        ),
-                    });
-                }
-            }
-            if let Some(password) = secret::read_password(&spec)? {
-                let set = |ep: Endpoint| -> Result<Endpoint, ConfigError> {
-                    match ep.has_password() {
-                        false => Ok(ep.with_password(&password)),
-                        true if spec.password_from_defaults => Ok(ep),
-                        true => Err(ConfigError::InvalidValue {
-                            field: format!("shards.{}.password_env", spec.name),
-                            reason: format!(
-                                "the URL of {} has a password too; give it in one place",
-                                ep.label()
-                            ),
-                        }),
-                    }
-                };
-                primary = set(primary)?;
-                replicas = replicas.into_iter().map(set).collect::<Result<_, _>>()?;
-            }
-            for ep in std::iter::once(&primary).chain(replicas.iter()) {
-                if let Some(first) = endpoints.insert(ep.identity(), spec.name.clone()) {
-                    return Err(ConfigError::DuplicateEndpoint {
-                        endpoint: ep.label(),
-                        first,
-                        second: spec.name.clone(),
-                    });
-                }
-            }
-            shards.push(Shard {
-                name: ShardName::from(spec.name.as_str()),
-                weight: spec.weight,
-                primary: Some(primary),
-                replicas,
-                #[cfg(feature = "sentinel")]
-                sentinel: None,
-            });
-        }
-        Ok(Topology { shards })
+        validate::extend(self.shards.clone(), specs)
     }
 
     /// The shards, in the order they were given.

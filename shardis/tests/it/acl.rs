@@ -3,13 +3,12 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use shardis::{Client, Config, ErrorKind};
 use shardis_testkit::RedisServer;
 
-use common::eventually;
+use common::{eventually, write_file};
 
 fn server(args: &[&str]) -> RedisServer {
     RedisServer::start_with(args).unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
@@ -97,12 +96,6 @@ async fn an_acl_user_with_the_right_password_is_served_and_a_wrong_one_refused()
             "{shown}"
         );
     }
-}
-
-fn write_file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f
 }
 
 #[tokio::test]

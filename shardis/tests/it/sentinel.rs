@@ -200,7 +200,11 @@ async fn sigkill_of_a_sentinel_primary_fails_no_read_and_writes_resume_after_swi
         failed_writes,
         slowest_failed_write.load(Ordering::Relaxed) / 1000,
     );
-    assert_eq!(read_failures.load(Ordering::Relaxed), 0, "no read failed");
+    assert_eq!(
+        read_failures.load(Ordering::Relaxed),
+        0,
+        "no read failed (old primary {old}, new {new})"
+    );
     assert!(failed_writes > 0, "writes failed during the election");
     // Failing fast: no failed write waited for the election (seconds) to end.
     assert!(
@@ -378,4 +382,92 @@ async fn a_sentinel_shard_lists_no_primary_and_hides_the_sentinel_password() {
     assert!(!shown.contains("s3ntinel-pw"), "{shown}");
     assert!(topology.shards()[0].primary().is_none());
     assert_eq!(topology.shards()[0].sentinel_master(), Some(MASTER));
+}
+
+/// Sets the password of `sentinel`'s default user to `to` (authenticated with `from`).
+async fn set_sentinel_password(sentinel: &RedisSentinel, from: &str, to: &str) {
+    let url = format!("redis://:{from}@127.0.0.1:{}", sentinel.port());
+    let mut con = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetpass")
+        .arg(format!(">{to}"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_watcher_follows_the_sentinels_password_file() {
+    let shard = replicated(0).await;
+    let watched = [Monitored::new(MASTER, shard.primary.port())];
+    let sentinel =
+        RedisSentinel::start_with(&template(), &watched, &["--requirepass", "sentinel-pass-1"])
+            .unwrap_or_else(|e| panic!("cannot start redis-sentinel: {e}"));
+    let password_file = common::write_file("sentinel-pass-1\n");
+    let config = common::write_file(&format!(
+        r#"
+        [health]
+        interval_ms = 100
+        [[shards]]
+        name = "{MASTER}"
+        sentinel = {{ master = "{MASTER}", addrs = ["redis://127.0.0.1:{}"], password_file = "{}", refresh_ms = 100 }}
+        "#,
+        sentinel.port(),
+        password_file.path().display()
+    ));
+    let client = Client::from_config_file(config.path())
+        .await
+        .expect("the sentinel answers with the password of the file");
+    client.set("k", "v").await.unwrap();
+    let _watch = client.watch_config(config.path(), Duration::from_millis(50));
+    let sentinel_error = |client: &Client| {
+        let client = client.clone();
+        async move {
+            let status = client.status().await;
+            status[0].sentinel.as_ref().and_then(|s| s.error.clone())
+        }
+    };
+
+    // Rotate the sentinel's password: the periodic question now fails to authenticate...
+    set_sentinel_password(&sentinel, "sentinel-pass-1", "sentinel-pass-2").await;
+    assert!(
+        common::eventually(Duration::from_secs(10), || async {
+            sentinel_error(&client).await.is_some()
+        })
+        .await,
+        "the old password stopped working"
+    );
+    let error = sentinel_error(&client).await.unwrap_or_default();
+    assert!(!error.contains("sentinel-pass"), "{error}");
+    // ... until the file has the new one: the config file is unchanged, the watcher sees the
+    // password file change and reloads.
+    std::fs::write(password_file.path(), "sentinel-pass-2\n").unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(10), || async {
+            sentinel_error(&client).await.is_none()
+        })
+        .await,
+        "the sentinel answers again with the new password: {:?}",
+        sentinel_error(&client).await
+    );
+    let status = client.status().await;
+    let known = status[0].sentinel.clone().expect("sentinel status");
+    assert_eq!(
+        known.answered_by,
+        Some(format!("127.0.0.1:{}", sentinel.port()))
+    );
+    assert_eq!(
+        client
+            .get::<_, Option<String>>("k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
 }

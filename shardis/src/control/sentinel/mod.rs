@@ -24,6 +24,7 @@ use super::Shared;
 use crate::error::{ConfigError, Result};
 use crate::health::Event;
 use crate::options::{OnPrimaryDown, Options};
+use crate::router::RoutingTable;
 use crate::topology::{SentinelSource, ShardName};
 
 mod ask;
@@ -288,7 +289,17 @@ impl Shared {
             sentinel: answer.sentinel.clone(),
         };
         let change = |c: &mut Control| c.roles.insert(shard.clone(), roles);
-        match self.apply(&mut control, change, event).await {
+        // The sentinels just said which server is primary: a mismatch a probe saw while they
+        // promoted it no longer stands. Cleared before the table is in force, so that no
+        // write finds the new primary refused. (Replicas are left to the probes.)
+        let ready = |table: &RoutingTable| {
+            if let Some(route) = table.shard(shard) {
+                if let Some(t) = route.primary.health_state().clear_mismatch() {
+                    self.transition(route, &route.primary, t);
+                }
+            }
+        };
+        match self.apply_then(&mut control, change, ready, event).await {
             Ok(()) => {
                 tracing::warn!(
                     shard = %shard,
@@ -296,14 +307,6 @@ impl Shared {
                     sentinel = answer.sentinel.as_str(),
                     "shardis: Sentinel shard repointed"
                 );
-                // The sentinels just said which server is primary: a mismatch a probe saw
-                // while they promoted it no longer stands. (Replicas are left to the probes.)
-                let table = self.router.load();
-                if let Some(route) = table.shard(shard) {
-                    if let Some(t) = route.primary.health_state().clear_mismatch() {
-                        self.transition(route, &route.primary, t);
-                    }
-                }
             }
             Err(e) => {
                 tracing::error!(shard = %shard, "shardis: cannot repoint Sentinel shard: {e}")

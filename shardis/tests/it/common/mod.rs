@@ -150,3 +150,11 @@ pub async fn wait_event(
         }
     }
 }
+
+/// A temporary file holding `text` (a config file, a password file); removed when dropped.
+pub fn write_file(text: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
