@@ -51,6 +51,12 @@ pub struct SentinelSpec {
     /// milliseconds. Defaults to 5000.
     #[serde(default)]
     pub refresh_ms: Option<u64>,
+    /// Whether the primary and replicas the sentinels name are reached over TLS
+    /// (`rediss://`, with the `[tls]` settings). Sentinels answer with a host and port, not a
+    /// scheme, so the config says it. Defaults to the sentinels' own scheme: true when every
+    /// `addrs` URL is `rediss://`, false when none is; with a mix it must be given.
+    #[serde(default)]
+    pub tls: Option<bool>,
 }
 
 impl SentinelSpec {
@@ -67,7 +73,23 @@ impl SentinelSpec {
             password_file: None,
             username: None,
             refresh_ms: None,
+            tls: None,
         }
+    }
+
+    /// Reaches the primary and replicas the sentinels name over TLS (`true`) or plain TCP
+    /// (`false`), whatever the sentinels' own scheme.
+    ///
+    /// ```
+    /// use shardis::SentinelSpec;
+    /// // Plain sentinels, TLS data endpoints.
+    /// let spec = SentinelSpec::new("cache-a", ["redis://127.0.0.1:26379"]).tls(true);
+    /// assert_eq!(spec.tls, Some(true));
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Asks the sentinels again every `every` even without a `+switch-master`.
@@ -95,6 +117,7 @@ impl fmt::Debug for SentinelSpec {
             .field("password_file", &self.password_file)
             .field("username", &self.username)
             .field("refresh_ms", &self.refresh_ms)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -106,6 +129,8 @@ pub(crate) struct SentinelSource {
     pub(crate) master: String,
     pub(crate) sentinels: Vec<Endpoint>,
     pub(crate) refresh: Duration,
+    /// The data endpoints are `rediss://`.
+    pub(crate) data_tls: bool,
     username: Option<String>,
     /// The data endpoints' password (the shard's `password_env`/`password_file`).
     password: Option<String>,
@@ -117,6 +142,7 @@ impl fmt::Debug for SentinelSource {
             .field("master", &self.master)
             .field("sentinels", &self.sentinels)
             .field("refresh", &self.refresh)
+            .field("data_tls", &self.data_tls)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
@@ -172,16 +198,36 @@ impl SentinelSource {
             Some(0) => return Err(bad("refresh_ms", "must be at least 1".into())),
             Some(ms) => Duration::from_millis(ms),
         };
+        let data_tls = match spec.tls {
+            Some(tls) => tls,
+            None if sentinels.iter().all(Endpoint::is_tls) => true,
+            None if !sentinels.iter().any(Endpoint::is_tls) => false,
+            None => {
+                return Err(bad(
+                    "tls",
+                    "is needed: the sentinels mix rediss:// and redis://, so whether the \
+                     primary and replicas they name use TLS must be said"
+                        .into(),
+                ))
+            }
+        };
         Ok(SentinelSource {
             master: spec.master.clone(),
             sentinels,
             refresh,
+            data_tls,
             username: spec.username.clone(),
             password,
         })
     }
 
-    /// The data endpoint at `host:port` as a sentinel names it, with the shard's credentials.
+    /// True when a sentinel or the data endpoints are reached over TLS.
+    pub(crate) fn uses_tls(&self) -> bool {
+        self.data_tls || self.sentinels.iter().any(Endpoint::is_tls)
+    }
+
+    /// The data endpoint at `host:port` as a sentinel names it, with the shard's credentials
+    /// and scheme.
     pub(crate) fn data_endpoint(&self, host: &str, port: u16) -> Result<Endpoint, String> {
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
@@ -197,7 +243,8 @@ impl SentinelSource {
                 format!("{u}@")
             })
             .unwrap_or_default();
-        let ep = Endpoint::parse(&format!("redis://{user}{host}:{port}"))?;
+        let scheme = if self.data_tls { "rediss" } else { "redis" };
+        let ep = Endpoint::parse(&format!("{scheme}://{user}{host}:{port}"))?;
         Ok(match &self.password {
             Some(p) => ep.with_password(p),
             None => ep,

@@ -36,6 +36,7 @@ mod rejected_config;
 mod routing;
 mod secrets;
 mod sentinel;
+mod sentinel_tls;
 mod tls;
 mod twemproxy;
 mod warm_resharding;

@@ -18,7 +18,7 @@ use shardis_testkit::{Monitored, RedisSentinel};
 
 const MASTER: &str = "cache-a";
 
-fn template() -> PathBuf {
+pub(crate) fn template() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/sentinel/sentinel.conf")
 }
 

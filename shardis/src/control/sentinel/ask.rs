@@ -8,6 +8,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::pool;
+use crate::tls::TlsMaterial;
 use crate::topology::{Endpoint, SentinelSource};
 
 /// What one sentinel said, checked.
@@ -23,11 +25,16 @@ pub(crate) struct Answer {
 
 /// Asks each sentinel of `source` in turn (each within about three `timeout`s: connect,
 /// two questions, and the primary's `ROLE`) until one names a primary that says it is one.
-pub(crate) async fn ask(source: &SentinelSource, timeout: Duration) -> Result<Answer> {
+/// `tls` reaches the `rediss://` sentinels and data endpoints.
+pub(crate) async fn ask(
+    source: &SentinelSource,
+    tls: Option<&TlsMaterial>,
+    timeout: Duration,
+) -> Result<Answer> {
     let mut reasons = Vec::with_capacity(source.sentinels.len());
     for sentinel in &source.sentinels {
         let limit = timeout * 4;
-        match tokio::time::timeout(limit, ask_one(source, sentinel, timeout)).await {
+        match tokio::time::timeout(limit, ask_one(source, sentinel, tls, timeout)).await {
             Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(e)) => reasons.push(format!("{}: {e}", sentinel.label())),
             Err(_) => reasons.push(format!("{}: no answer within {limit:?}", sentinel.label())),
@@ -47,9 +54,10 @@ pub(crate) async fn ask(source: &SentinelSource, timeout: Duration) -> Result<An
 async fn ask_one(
     source: &SentinelSource,
     sentinel: &Endpoint,
+    tls: Option<&TlsMaterial>,
     timeout: Duration,
 ) -> Result<Answer> {
-    let mut con = connect(sentinel, timeout).await?;
+    let mut con = connect(sentinel, tls, timeout).await?;
     let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")
         .arg(&source.master)
@@ -87,9 +95,17 @@ async fn ask_one(
     }
     replicas.sort_by_key(|e| e.identity());
     replicas.dedup_by_key(|e| e.identity());
-    check_primary(&primary, timeout)
-        .await
-        .map_err(|e| Error::new(e.kind(), format!("named {}, which {e}", primary.label())))?;
+    check_primary(&primary, tls, timeout).await.map_err(|e| {
+        // A sentinel names a host and port, not a scheme: the config says it.
+        let hint = match e.kind() == ErrorKind::Tls {
+            true => " (whether the endpoints sentinels name use TLS is the shard's `sentinel.tls`)",
+            false => "",
+        };
+        Error::new(
+            e.kind(),
+            format!("named {}, which {e}{hint}", primary.label()),
+        )
+    })?;
     Ok(Answer {
         primary,
         replicas,
@@ -109,8 +125,12 @@ fn usable_replica(fields: &HashMap<String, String>) -> bool {
 }
 
 /// Fails unless `primary` answers `ROLE` with `master`.
-async fn check_primary(primary: &Endpoint, timeout: Duration) -> Result<()> {
-    let mut con = connect(primary, timeout).await?;
+async fn check_primary(
+    primary: &Endpoint,
+    tls: Option<&TlsMaterial>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut con = connect(primary, tls, timeout).await?;
     let reply: Value = redis::cmd("ROLE")
         .query_async(&mut con)
         .await
@@ -133,16 +153,45 @@ async fn check_primary(primary: &Endpoint, timeout: Duration) -> Result<()> {
     }
 }
 
-/// A connection to `ep`, connect and replies each bounded by `timeout`.
-pub(super) async fn connect(ep: &Endpoint, timeout: Duration) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(ep.connection_info()?).map_err(Error::from_redis)?;
+/// The redis-rs client of `ep`: with `tls`'s settings for a `rediss://` one.
+pub(super) fn client(ep: &Endpoint, tls: Option<&TlsMaterial>) -> Result<redis::Client> {
+    match tls {
+        Some(material) if ep.is_tls() => material.client(ep),
+        _ if ep.is_tls() => Err(Error::new(
+            ErrorKind::Tls,
+            "no TLS settings for a rediss:// endpoint",
+        )),
+        _ => redis::Client::open(ep.connection_info()?).map_err(Error::from_redis),
+    }
+}
+
+/// A connection to `ep`, connect and replies each bounded by `timeout`. A failure is
+/// explained as the request path explains it (a TLS port reached in plain, or the reverse).
+pub(super) async fn connect(
+    ep: &Endpoint,
+    tls: Option<&TlsMaterial>,
+    timeout: Duration,
+) -> Result<MultiplexedConnection> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(Error::from_redis)
+    let client = client(ep, tls)?;
+    let attempt = client.get_multiplexed_async_connection_with_config(&config);
+    let e = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(con)) => return Ok(con),
+        Ok(Err(e)) => e,
+        Err(_) => redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect took longer than {} ms", timeout.as_millis()),
+        )),
+    };
+    let (host, port) = (ep.host(), ep.port());
+    let e = if ep.is_tls() {
+        pool::explain_tls_failure(e, host, port, timeout).await
+    } else {
+        pool::explain_connect_failure(e, host, port, timeout).await
+    };
+    Err(Error::from_redis(e))
 }
 
 #[cfg(test)]

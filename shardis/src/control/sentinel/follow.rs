@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 
 use super::Follow;
 use crate::control::Shared;
+use crate::tls::{TlsMaterial, TlsOptions};
 use crate::topology::{Endpoint, SentinelSource, ShardName};
 
 /// The Sentinel channels that say a shard's endpoints changed: the master moved, or a
@@ -38,6 +39,7 @@ pub(super) async fn run(
     shard: ShardName,
     source: SentinelSource,
     follow: Arc<Follow>,
+    tls: TlsOptions,
     timeout: Duration,
 ) {
     let _subscriptions = Subscriptions(
@@ -49,6 +51,7 @@ pub(super) async fn run(
                     s.clone(),
                     source.master.clone(),
                     Arc::downgrade(&follow),
+                    tls.clone(),
                     timeout,
                     source.refresh,
                 ))
@@ -73,13 +76,19 @@ async fn subscribe(
     sentinel: Endpoint,
     master: String,
     follow: Weak<Follow>,
+    tls: TlsOptions,
     timeout: Duration,
     retry: Duration,
 ) {
     let retry = retry.min(Duration::from_secs(1));
     loop {
         let opened = tokio::time::timeout(timeout * 2, async {
-            let client = redis::Client::open(sentinel.connection_info().ok()?).ok()?;
+            // The TLS files are read at each (re)subscription: renewed ones are picked up.
+            let material = match sentinel.is_tls() {
+                true => Some(TlsMaterial::load(&tls).ok()?),
+                false => None,
+            };
+            let client = super::ask::client(&sentinel, material.as_ref()).ok()?;
             let mut pubsub = client.get_async_pubsub().await.ok()?;
             pubsub.subscribe(&CHANNELS[..]).await.ok()?;
             Some(pubsub)

@@ -25,6 +25,7 @@ use crate::error::{ConfigError, Result};
 use crate::health::Event;
 use crate::options::{OnPrimaryDown, Options};
 use crate::router::RoutingTable;
+use crate::tls::{TlsMaterial, TlsOptions};
 use crate::topology::{SentinelSource, ShardName};
 
 mod ask;
@@ -115,6 +116,15 @@ fn ask_timeout(options: &Options) -> Duration {
         .max(options.health.probe_timeout)
 }
 
+/// The TLS material `source` needs, read from `tls` (each time, so that renewed files are
+/// picked up), or `None` if it uses no TLS.
+fn material(source: &SentinelSource, tls: &TlsOptions) -> Result<Option<TlsMaterial>> {
+    if !source.uses_tls() {
+        return Ok(None);
+    }
+    TlsMaterial::load(tls).map(Some)
+}
+
 /// Asks every Sentinel shard of `next` (all at once) and sets its roles. A shard that gets
 /// no answer keeps the roles `previous` knew for the same source, or fails the change.
 pub(super) async fn resolve(
@@ -122,9 +132,16 @@ pub(super) async fn resolve(
     previous: Option<&Control>,
 ) -> Result<Vec<(ShardName, Answer)>> {
     let timeout = ask_timeout(&next.options);
+    let tls = &next.options.tls;
     let asks = next.topology.shards().iter().filter_map(|s| {
         let source = s.sentinel()?;
-        Some(async move { (s.name().clone(), ask::ask(source, timeout).await) })
+        Some(async move {
+            let answer = match material(source, tls) {
+                Ok(m) => ask::ask(source, m.as_ref(), timeout).await,
+                Err(e) => Err(e),
+            };
+            (s.name().clone(), answer)
+        })
     });
     let mut answers = Vec::new();
     for (name, result) in join_all(asks).await {
@@ -176,6 +193,7 @@ impl Shared {
             .collect();
         shards.retain(|name, w| wanted.get(name).is_some_and(|s| **s == w.source));
         let timeout = ask_timeout(&control.options);
+        let tls = &control.options.tls;
         for (name, source) in wanted {
             let follow = match shards.get(name) {
                 Some(w) => w.follow.clone(),
@@ -186,6 +204,7 @@ impl Shared {
                         name.clone(),
                         source.clone(),
                         follow.clone(),
+                        tls.clone(),
                         timeout,
                     ))
                     .abort_handle();
@@ -250,8 +269,18 @@ impl Shared {
         source: &SentinelSource,
         follow: &Follow,
     ) {
-        let timeout = ask_timeout(self.router.load().options());
-        let answer = match ask::ask(source, timeout).await {
+        let (timeout, material) = {
+            let table = self.router.load();
+            (
+                ask_timeout(table.options()),
+                material(source, &table.options().tls),
+            )
+        };
+        let answer = match material {
+            Ok(m) => ask::ask(source, m.as_ref(), timeout).await,
+            Err(e) => Err(e),
+        };
+        let answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 let message = e.to_string();
