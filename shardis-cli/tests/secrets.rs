@@ -238,3 +238,80 @@ fn passwords_from_env_and_file_and_tls_keys_never_print() {
     assert_ne!(code, 0, "{out}");
     hidden(&format!("{out}{err}"), "wrong password from the file");
 }
+
+/// `status` of a Sentinel-managed shard whose sentinel has a password: which sentinel
+/// answered and the master's address, in both formats, and never the password; with a wrong
+/// password, a clear error naming the shard, and never either password.
+#[test]
+fn status_shows_the_sentinel_that_answered_and_never_its_password() {
+    use shardis_testkit::{Monitored, RedisSentinel, RedisServer};
+    let primary = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/sentinel/sentinel.conf");
+    let sentinel = RedisSentinel::start_with(
+        &template,
+        &[Monitored::new("cache-a", primary.port())],
+        &["--requirepass", PASSWORDS[0]],
+    )
+    .unwrap_or_else(|e| panic!("cannot start redis-sentinel: {e}"));
+    let config = |pw: &str| {
+        write(&format!(
+            r#"
+            [[shards]]
+            name = "cache-a"
+            sentinel = {{ master = "cache-a", addrs = ["redis://:{}@127.0.0.1:{}"] }}
+            "#,
+            encoded(pw),
+            sentinel.port()
+        ))
+    };
+    let (primary_at, sentinel_at) = (
+        format!("127.0.0.1:{}", primary.port()),
+        format!("127.0.0.1:{}", sentinel.port()),
+    );
+    let file = config(PASSWORDS[0]);
+    let path = file.path().to_str().unwrap();
+
+    let (code, out, err) = shardis(&["--config", path, "status", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_hidden(&format!("{out}{err}"), "status --format json");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let shard = &report["shards"][0];
+    assert_eq!(shard["name"], "cache-a");
+    let s = &shard["sentinel"];
+    assert_eq!(s["master"], "cache-a", "{out}");
+    assert_eq!(s["sentinels"], serde_json::json!([sentinel_at]), "{out}");
+    assert_eq!(s["answered_by"], sentinel_at.as_str(), "{out}");
+    assert_eq!(s["primary"], primary_at.as_str(), "{out}");
+    assert!(s["error"].is_null(), "{out}");
+    assert_eq!(
+        shard["endpoints"][0]["endpoint"],
+        primary_at.as_str(),
+        "{out}"
+    );
+    assert_eq!(shard["endpoints"][0]["role"], "primary", "{out}");
+
+    let (code, out, err) = shardis(&["--config", path, "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert_hidden(&format!("{out}{err}"), "status");
+    let line =
+        format!("sentinel master \"cache-a\": primary {primary_at} (answered by {sentinel_at})");
+    assert!(out.contains(&line), "`{line}` not in:\n{out}");
+
+    let wrong = config(PASSWORDS[1]);
+    for format in ["table", "json"] {
+        let (code, out, err) = shardis(&[
+            "--config",
+            wrong.path().to_str().unwrap(),
+            "status",
+            "--format",
+            format,
+        ]);
+        assert_ne!(code, 0, "a wrong sentinel password fails: {out}");
+        assert!(err.contains("cache-a"), "the shard is named: {err}");
+        assert_hidden(
+            &format!("{out}{err}"),
+            "status with a wrong sentinel password",
+        );
+    }
+}
