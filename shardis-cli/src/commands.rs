@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             sentinel: true,
         } => crate::demo_sentinel::run(format, keys).await,
         Command::Demo { keys, .. } => crate::demo::run(format, keys).await,
-        Command::Status => status(config(cli.config.as_deref())?, format).await,
+        Command::Status => crate::status::run(config(cli.config.as_deref())?, format).await,
         Command::Stats(args) => {
             crate::stats::run(format, config(cli.config.as_deref())?, args).await
         }
@@ -183,97 +183,4 @@ fn locate(config: &Config, format: Format, keys: &[OsString]) -> Result<ExitCode
         output::json(&Value::Array(rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn status(config: Config, format: Format) -> Result<ExitCode, Error> {
-    let health = config.options().health;
-    // Lazy: an unreachable shard is a row of the report, not a failure to start.
-    let client = Client::builder()
-        .config(config)
-        .lazy_connect(true)
-        .build()
-        .await?;
-    // Let the monitor probe every endpoint enough times to settle its health.
-    let settle = health.interval * health.failure_threshold + health.probe_timeout * 2;
-    tokio::time::sleep(settle.min(Duration::from_secs(3))).await;
-    let shards = client.status().await;
-    if format == Format::Json {
-        let shards: Vec<Value> = shards
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.name.as_str(),
-                    "weight": s.weight,
-                    "placed": s.placed,
-                    // Sentinel-managed shards: which sentinel answered, and the master's
-                    // current address (null for other shards).
-                    "sentinel": s.sentinel.as_ref().map(|st| json!({
-                        "master": st.master,
-                        "sentinels": st.sentinels,
-                        "answered_by": st.answered_by,
-                        "primary": st.primary,
-                        "error": st.error,
-                    })),
-                    "endpoints": s.endpoints.iter().map(|e| json!({
-                        "endpoint": e.endpoint,
-                        "role": e.role.as_str(),
-                        "health": e.health.as_str(),
-                        "server_role": e.server_role,
-                        "replication_offset": e.replication_offset,
-                        "connections": e.connections,
-                        "target_connections": e.target_connections,
-                        "error": e.error,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        output::json(&json!({"version": client.topology_version(), "shards": shards}));
-    } else {
-        println!(
-            "{:<16} {:<24} {:<8} {:<13} {:<7} {:>12} {:>6}  note",
-            "shard", "endpoint", "role", "health", "server", "offset", "conns"
-        );
-        for s in &shards {
-            if let Some(st) = &s.sentinel {
-                println!(
-                    "{:<16} sentinel master {:?}: primary {} (answered by {}){}",
-                    s.name.as_str(),
-                    st.master,
-                    st.primary.as_deref().unwrap_or("unknown"),
-                    st.answered_by.as_deref().unwrap_or("no sentinel yet"),
-                    st.error
-                        .as_deref()
-                        .map_or(String::new(), |e| format!("; last ask failed: {e}")),
-                );
-            }
-            for (i, e) in s.endpoints.iter().enumerate() {
-                let name = if i == 0 { s.name.as_str() } else { "" };
-                let note = match (&e.error, i == 0 && !s.placed) {
-                    (_, true) => "ejected from placement".to_owned(),
-                    (Some(err), _) => err.clone(),
-                    (None, _) => String::new(),
-                };
-                println!(
-                    "{:<16} {:<24} {:<8} {:<13} {:<7} {:>12} {:>6}  {}",
-                    name,
-                    e.endpoint,
-                    e.role.as_str(),
-                    e.health.as_str(),
-                    e.server_role.as_deref().unwrap_or("-"),
-                    e.replication_offset
-                        .map_or("-".to_owned(), |o| o.to_string()),
-                    format!("{}/{}", e.connections, e.target_connections),
-                    note
-                );
-            }
-        }
-    }
-    let all_up = shards
-        .iter()
-        .all(|s| s.endpoints.iter().all(|e| e.health == shardis::Health::Up));
-    Ok(if all_up {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

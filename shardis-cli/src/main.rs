@@ -40,6 +40,7 @@ mod output;
 mod parse;
 mod remap;
 mod stats;
+mod status;
 
 /// Client-side sharding over plain Redis hosts.
 #[derive(Parser, Debug)]

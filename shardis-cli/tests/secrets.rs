@@ -241,7 +241,8 @@ fn passwords_from_env_and_file_and_tls_keys_never_print() {
 
 /// `status` of a Sentinel-managed shard whose sentinel has a password: which sentinel
 /// answered and the master's address, in both formats, and never the password; with a wrong
-/// password, a clear error naming the shard, and never either password.
+/// password, a row saying why no sentinel answered beside the other shards, and never either
+/// password.
 #[test]
 fn status_shows_the_sentinel_that_answered_and_never_its_password() {
     use shardis_testkit::{Monitored, RedisSentinel, RedisServer};
@@ -298,20 +299,53 @@ fn status_shows_the_sentinel_that_answered_and_never_its_password() {
         format!("sentinel master \"cache-a\": primary {primary_at} (answered by {sentinel_at})");
     assert!(out.contains(&line), "`{line}` not in:\n{out}");
 
-    let wrong = config(PASSWORDS[1]);
-    for format in ["table", "json"] {
-        let (code, out, err) = shardis(&[
-            "--config",
-            wrong.path().to_str().unwrap(),
-            "status",
-            "--format",
-            format,
-        ]);
-        assert_ne!(code, 0, "a wrong sentinel password fails: {out}");
-        assert!(err.contains("cache-a"), "the shard is named: {err}");
-        assert_hidden(
-            &format!("{out}{err}"),
-            "status with a wrong sentinel password",
-        );
-    }
+    // A wrong sentinel password: no sentinel answers, so the shard is a row of its own with
+    // the reason, beside the other shards' rows; exit 1; neither password shown.
+    let wrong = write(&format!(
+        r#"
+        [[shards]]
+        name = "cache-a"
+        sentinel = {{ master = "cache-a", addrs = ["redis://:{}@127.0.0.1:{}"] }}
+        [[shards]]
+        name = "plain"
+        primary = "{}"
+        "#,
+        encoded(PASSWORDS[1]),
+        sentinel.port(),
+        primary.url()
+    ));
+    let wrong = wrong.path().to_str().unwrap();
+    let (code, out, err) = shardis(&["--config", wrong, "status", "--format", "json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_hidden(
+        &format!("{out}{err}"),
+        "status with a wrong sentinel password",
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let (a, plain) = (&report["shards"][0], &report["shards"][1]);
+    assert_eq!(a["name"], "cache-a", "{out}");
+    assert!(a["sentinel"]["answered_by"].is_null(), "{out}");
+    assert_eq!(
+        a["sentinel"]["sentinels"],
+        serde_json::json!([sentinel_at]),
+        "{out}"
+    );
+    let why = a["sentinel"]["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("sentinel") && why.contains(&sentinel_at),
+        "{out}"
+    );
+    assert_eq!(a["endpoints"], serde_json::json!([]), "{out}");
+    assert_eq!(plain["name"], "plain", "{out}");
+    assert_eq!(plain["endpoints"][0]["health"], "up", "{out}");
+    let (code, out, err) = shardis(&["--config", wrong, "status"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_hidden(
+        &format!("{out}{err}"),
+        "status with a wrong sentinel password",
+    );
+    assert!(
+        out.contains("sentinel master \"cache-a\": primary unknown (no sentinel answered"),
+        "{out}"
+    );
 }

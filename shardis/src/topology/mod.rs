@@ -267,6 +267,24 @@ impl Shard {
         self.sentinel.as_ref().map(|s| s.master.as_str())
     }
 
+    /// The sentinels of a Sentinel-managed shard, `host:port`, in the order they are asked
+    /// (empty for other shards).
+    ///
+    /// ```
+    /// use shardis::{SentinelSpec, ShardSpec, Topology};
+    /// let spec = ShardSpec::sentinel("a", SentinelSpec::new("a", ["redis://:pw@127.0.0.1:26379"]));
+    /// let t = Topology::new(vec![spec]).unwrap();
+    /// assert_eq!(t.shards()[0].sentinel_addresses(), ["127.0.0.1:26379"]);
+    /// ```
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel_addresses(&self) -> Vec<String> {
+        self.sentinel
+            .as_ref()
+            .map(|s| s.sentinels.iter().map(Endpoint::address).collect())
+            .unwrap_or_default()
+    }
+
     /// The Sentinel source of a Sentinel-managed shard.
     #[cfg(feature = "sentinel")]
     pub(crate) fn sentinel(&self) -> Option<&SentinelSource> {
