@@ -66,8 +66,8 @@ pub const ENDPOINT_UP: &str = "shardis_endpoint_up";
 ///   not counted);
 /// - `eject`, `rejoin`: the shard left or rejoined the placement (`on_primary_down = "eject"`);
 /// - `promote`: a replica was promoted to primary (`on_primary_down = "promote_replica"`);
-/// - `sentinel_switch`: reserved for Sentinel-managed shards (the master moved); not emitted
-///   until Sentinel support lands.
+/// - `sentinel_switch`: a Sentinel-managed shard's primary moved (its sentinels named
+///   another one, and the client repointed the shard).
 pub const FAILOVERS_TOTAL: &str = "shardis_failovers_total";
 
 /// Gauge: request connections open to the endpoint (the pool aims for
@@ -249,6 +249,8 @@ pub(crate) enum FailoverKind {
     Eject,
     Rejoin,
     Promote,
+    #[cfg_attr(not(feature = "sentinel"), allow(dead_code))]
+    SentinelSwitch,
 }
 
 impl FailoverKind {
@@ -259,6 +261,7 @@ impl FailoverKind {
             FailoverKind::Eject => "eject",
             FailoverKind::Rejoin => "rejoin",
             FailoverKind::Promote => "promote",
+            FailoverKind::SentinelSwitch => "sentinel_switch",
         }
     }
 }

@@ -494,3 +494,69 @@ async fn merged_reads_and_hedges_are_counted() {
 #[path = "metrics/prometheus.rs"]
 #[cfg(feature = "prometheus")]
 mod prometheus;
+
+#[cfg(feature = "sentinel")]
+#[tokio::test]
+async fn a_sentinel_switch_is_counted() {
+    use shardis::{SentinelSpec, ShardSpec};
+    use shardis_testkit::{Monitored, RedisSentinel};
+    let rec = Recorded::new();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let shard = replicated(1).await;
+    let sentinel = RedisSentinel::start(
+        &crate::sentinel::template(),
+        &[Monitored::new("m", shard.primary.port())],
+    )
+    .unwrap_or_else(|e| panic!("cannot start redis-sentinel: {e}"));
+    let client = Client::builder()
+        .shard_spec(ShardSpec::sentinel(
+            "m",
+            SentinelSpec::new("m", [sentinel.url()]).refresh(Duration::from_millis(100)),
+        ))
+        .health(fast_health())
+        .build()
+        .await
+        .expect("client over a Sentinel shard");
+    client.set("k", "v").await.unwrap();
+    let switches = || {
+        rec.counter(
+            FAILOVERS_TOTAL,
+            &[("shard", "m"), ("kind", "sentinel_switch")],
+        )
+    };
+    assert_eq!(switches(), 0);
+
+    // The master moves to the replica and the sentinel is told so.
+    let new_port = shard.replicas[0].port();
+    let mut replica = direct(&shard.replicas[0]).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut replica)
+        .await
+        .unwrap();
+    let mut con = redis::Client::open(sentinel.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("REMOVE")
+        .arg("m")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg("m")
+        .arg("127.0.0.1")
+        .arg(new_port)
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    until("the switch is counted", || switches() == 1).await;
+    // Only the master moving counts: later answers naming the same primary add nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(switches(), 1);
+}

@@ -23,6 +23,7 @@ use super::build::Control;
 use super::Shared;
 use crate::error::{ConfigError, Result};
 use crate::health::Event;
+use crate::metrics::{self, FailoverKind};
 use crate::options::{OnPrimaryDown, Options};
 use crate::router::RoutingTable;
 use crate::tls::{TlsMaterial, TlsOptions};
@@ -309,9 +310,11 @@ impl Shared {
             return;
         }
         let roles = (answer.primary.clone(), answer.replicas.clone());
-        if control.roles.get(shard) == Some(&roles) {
+        let before = control.roles.get(shard);
+        if before == Some(&roles) {
             return;
         }
+        let moved = before.is_some_and(|(primary, _)| *primary != answer.primary);
         let event = Event::SentinelSwitched {
             shard: shard.clone(),
             primary: answer.primary.label(),
@@ -330,6 +333,9 @@ impl Shared {
         };
         match self.apply_then(&mut control, change, ready, event).await {
             Ok(()) => {
+                if moved {
+                    metrics::failover(shard, FailoverKind::SentinelSwitch);
+                }
                 tracing::warn!(
                     shard = %shard,
                     primary = answer.primary.label(),
