@@ -38,4 +38,5 @@ mod secrets;
 mod sentinel;
 mod tls;
 mod twemproxy;
+mod warm_reads;
 mod warm_resharding;
