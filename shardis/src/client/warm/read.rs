@@ -54,13 +54,14 @@ impl Client {
                     _ => Warmed::Miss,
                 }
             }
-            // Gone from the previous owner while a move of it was in flight: it may be at the
-            // new owner now.
-            (None, Err(Some(done))) => {
-                let _ = done.await;
+            // Not at the previous owner: a move (by this process, awaited, or another one) may
+            // have taken it to the new owner since it missed there.
+            (None, claim) => {
+                if let Err(Some(done)) = claim {
+                    let _ = done.await;
+                }
                 Warmed::Reread
             }
-            (None, _) => Warmed::Miss,
         }
     }
 
@@ -142,15 +143,16 @@ impl Client {
                         background.push((claim, key.to_vec(), f));
                     }
                 }
-                (None, Err(Some(done))) => pending.push((*j, *key, done)),
-                (None, _) => {}
+                (None, claim) => pending.push((*j, *key, claim.err().flatten())),
             }
         }
         self.copy_in_background(table, previous, background);
-        // Keys that a move in flight took from the previous owner meanwhile: read them at the
-        // new owner once it is over.
+        // Keys not at the previous owner: a move (by this process, awaited, or another one) may
+        // have taken them to the new owner since they missed there.
         let reread = join_all(pending.into_iter().map(|(j, key, done)| async move {
-            let _ = done.await;
+            if let Some(done) = done {
+                let _ = done.await;
+            }
             let mut get = redis::cmd("GET");
             get.arg(key);
             let v =
