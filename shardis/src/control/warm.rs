@@ -3,7 +3,7 @@
 //! find a moved key's previous owner — removed shards included — and move the value over.
 //!
 //! The window is state of the routing table's history, so it lives here with the swaps that
-//! open it; what a request does with it is in `client/warm.rs`.
+//! open it; what a request does with it is in `client/warm/`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -64,7 +64,7 @@ pub(crate) struct Warm {
 /// Resolves when a copy in flight is over (done, failed or dropped).
 pub(crate) type CopyDone = SharedFuture<oneshot::Receiver<()>>;
 
-/// The copies of moved keys in flight in this process, by key (see `client/warm.rs`): one
+/// The copies of moved keys in flight in this process, by key (see `client/warm/`): one
 /// copy per key at a time, and a write of a key whose copy is in flight returns only once the
 /// copy is over, so a copy that read the value before the write never outlives it. A `std`
 /// mutex held for one map operation, never across an `.await`; only moved keys touch it.
