@@ -3,8 +3,11 @@
 //! cache-aside service would) and write keys drawn uniformly or by Zipf popularity, and at
 //! `--resize-at` the last shard of `--config` is added (or removed). The read hit rate is
 //! counted per 100 ms window; `--compare-cold` runs the same load without warm resharding first.
+//! With `--rounds N` the runs are repeated N times, cold and warm alternating (ABBA), and each
+//! figure is reported as its median over the rounds, so that the two modes share the machine's
+//! state and are compared as ratios.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,12 +15,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use serde_json::json;
 use shardis::{Client, Config, ConfigError, ErrorKind, Topology};
 
 use crate::error::Error;
-use crate::output;
 use crate::Format;
+
+mod report;
+use report::{merged_windows, plot, report};
 
 /// A change of the fleet during the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +60,10 @@ pub struct ResizeArgs {
     /// Key popularity of reads and writes (with --resize).
     #[arg(long, value_enum, default_value_t = KeyDistribution::Uniform)]
     pub key_distribution: KeyDistribution,
+    /// Repeat the runs this many times (with --compare-cold, cold and warm alternating) and
+    /// report each figure's median over the rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99), requires = "resize")]
+    pub rounds: u32,
 }
 
 /// The common load settings `bench` passes on.
@@ -75,13 +83,65 @@ struct Run {
     mode: &'static str,
     /// Per 100 ms window: reads, hits.
     windows: Vec<(u64, u64)>,
+    tally: Tally,
+    resize_ms: f64,
+    migration: Option<(u64, f64)>,
+}
+
+/// Latencies (µs) and counts of operations, outside and in the second after the resize; the
+/// `read` histograms count reads alone (a miss's fill included).
+struct Tally {
     steady: Histogram<u64>,
     after: Histogram<u64>,
+    read_steady: Histogram<u64>,
+    read_after: Histogram<u64>,
     ops_steady: u64,
     ops_after: u64,
     errors: u64,
-    resize_ms: f64,
-    migration: Option<(u64, f64)>,
+}
+
+impl Tally {
+    fn new() -> Result<Tally, Error> {
+        let hist = || {
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))
+        };
+        Ok(Tally {
+            steady: hist()?,
+            after: hist()?,
+            read_steady: hist()?,
+            read_after: hist()?,
+            ops_steady: 0,
+            ops_after: 0,
+            errors: 0,
+        })
+    }
+
+    fn record(&mut self, us: u64, read: bool, in_after: bool, ok: bool) {
+        self.errors += u64::from(!ok);
+        let us = us.max(1);
+        let (all, reads) = if in_after {
+            self.ops_after += 1;
+            (&mut self.after, &mut self.read_after)
+        } else {
+            self.ops_steady += 1;
+            (&mut self.steady, &mut self.read_steady)
+        };
+        let _ = all.record(us);
+        if read {
+            let _ = reads.record(us);
+        }
+    }
+
+    fn add(&mut self, other: &Tally) {
+        let _ = self.steady.add(&other.steady);
+        let _ = self.after.add(&other.after);
+        let _ = self.read_steady.add(&other.read_steady);
+        let _ = self.read_after.add(&other.read_after);
+        self.ops_steady += other.ops_steady;
+        self.ops_after += other.ops_after;
+        self.errors += other.errors;
+    }
 }
 
 pub async fn run(
@@ -114,27 +174,39 @@ pub async fn run(
         Resize::Add => (small, topology.clone()),
         Resize::Remove => (topology.clone(), small),
     };
-    let mut runs = Vec::new();
     let modes: &[bool] = if args.compare_cold {
         &[false, true]
     } else {
         &[true]
     };
-    for &warm in modes {
-        let mut o = options.clone();
-        o.resharding.warm = warm;
-        let client = Client::builder()
-            .config(Config::new(before.clone(), o))
-            .build()
-            .await?;
-        clear(&client, &before, &after, load.keys).await?;
-        let run = measure(&client, &after, load, args, warm).await?;
-        clear(&client, &after, &before, load.keys).await?;
-        runs.push(run);
+    // runs[mode][round]; odd rounds run the modes in reverse order (cold warm warm cold ...).
+    let mut runs: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.rounds {
+        let mut order: Vec<usize> = (0..modes.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for m in order {
+            let warm = modes[m];
+            let mut o = options.clone();
+            o.resharding.warm = warm;
+            let client = Client::builder()
+                .config(Config::new(before.clone(), o))
+                .build()
+                .await?;
+            clear(&client, &before, &after, load.keys).await?;
+            let run = measure(&client, &after, load, args, warm).await?;
+            clear(&client, &after, &before, load.keys).await?;
+            runs[m].push(run);
+        }
     }
     report(format, resize, args, load, &runs);
     if let Some(path) = &args.plot {
-        plot(path, resize, args, &runs)?;
+        let merged: Vec<(&str, Vec<(u64, u64)>)> = runs
+            .iter()
+            .filter_map(|r| Some((r.first()?.mode, merged_windows(r))))
+            .collect();
+        plot(path, resize, args, &merged)?;
     }
     Ok(())
 }
@@ -170,11 +242,7 @@ async fn measure(
     }
     let n_windows = (load.duration.as_millis() / WINDOW.as_millis()) as usize + 1;
     let windows = Arc::new(Mutex::new(vec![(0u64, 0u64); n_windows]));
-    let hist = || {
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))
-    };
-    let lat = Arc::new(Mutex::new((hist()?, hist()?, 0u64, 0u64, 0u64)));
+    let lat = Arc::new(Mutex::new(Tally::new()?));
     let stop = Arc::new(AtomicBool::new(false));
     let resized = Arc::new(Mutex::new(None::<Instant>));
     let start = Instant::now();
@@ -194,9 +262,7 @@ async fn measure(
             tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64);
                 let mut local = vec![(0u64, 0u64); windows.lock().map(|w| w.len()).unwrap_or(0)];
-                let (mut steady, mut after) =
-                    (Histogram::<u64>::new(3).ok(), Histogram::<u64>::new(3).ok());
-                let (mut ops_steady, mut ops_after, mut errors) = (0u64, 0u64, 0u64);
+                let mut tally = Tally::new().ok();
                 while !stop.load(Ordering::Relaxed) {
                     let i = match dist {
                         KeyDistribution::Uniform => rng.random_range(0..load.keys),
@@ -225,21 +291,13 @@ async fn measure(
                         client.set(k.as_str(), &value[..]).await.is_ok()
                     };
                     let us = t0.elapsed().as_micros() as u64;
-                    errors += u64::from(!ok);
                     let in_after = resized
                         .lock()
                         .ok()
                         .and_then(|r| *r)
                         .is_some_and(|r| t0 >= r && t0 < r + Duration::from_secs(1));
-                    let h = if in_after {
-                        ops_after += 1;
-                        &mut after
-                    } else {
-                        ops_steady += 1;
-                        &mut steady
-                    };
-                    if let Some(h) = h {
-                        let _ = h.record(us.max(1));
+                    if let Some(t) = &mut tally {
+                        t.record(us, read, in_after, ok);
                     }
                 }
                 if let Ok(mut w) = windows.lock() {
@@ -248,16 +306,8 @@ async fn measure(
                         slot.1 += l.1;
                     }
                 }
-                if let Ok(mut l) = lat.lock() {
-                    if let Some(h) = &steady {
-                        let _ = l.0.add(h);
-                    }
-                    if let Some(h) = &after {
-                        let _ = l.1.add(h);
-                    }
-                    l.2 += ops_steady;
-                    l.3 += ops_after;
-                    l.4 += errors;
+                if let (Ok(mut l), Some(t)) = (lat.lock(), &tally) {
+                    l.add(t);
                 }
             })
         })
@@ -283,174 +333,15 @@ async fn measure(
         None
     };
     let windows = windows.lock().map(|w| w.clone()).unwrap_or_default();
-    let (steady, after_h, ops_steady, ops_after, errors) = match lat.lock() {
-        Ok(l) => (l.0.clone(), l.1.clone(), l.2, l.3, l.4),
-        Err(_) => (hist()?, hist()?, 0, 0, 0),
-    };
+    let mut tally = Tally::new()?;
+    if let Ok(l) = lat.lock() {
+        tally.add(&l);
+    }
     Ok(Run {
         mode: if warm { "warm" } else { "cold" },
         windows,
-        steady,
-        after: after_h,
-        ops_steady,
-        ops_after,
-        errors,
+        tally,
         resize_ms,
         migration,
     })
-}
-
-fn rate(reads: u64, hits: u64) -> f64 {
-    if reads == 0 {
-        1.0
-    } else {
-        hits as f64 / reads as f64
-    }
-}
-
-/// Overall hit rate, the worst window's from the resize on, and its time (s).
-fn summary(run: &Run, resize_at: Duration) -> (f64, f64, f64) {
-    let (reads, hits) = run
-        .windows
-        .iter()
-        .fold((0, 0), |(r, h), w| (r + w.0, h + w.1));
-    let first = (resize_at.as_millis() / WINDOW.as_millis()) as usize;
-    let worst = run
-        .windows
-        .iter()
-        .enumerate()
-        .skip(first)
-        .filter(|(_, w)| w.0 >= 20)
-        .map(|(i, w)| (rate(w.0, w.1), i as f64 * WINDOW.as_secs_f64()))
-        .fold((1.0f64, 0.0f64), |a, b| if b.0 < a.0 { b } else { a });
-    (rate(reads, hits), worst.0, worst.1)
-}
-
-fn report(format: Format, resize: Resize, args: &ResizeArgs, load: Load, runs: &[Run]) {
-    let resize_s = match resize {
-        Resize::Add => "add",
-        Resize::Remove => "remove",
-    };
-    let dist = match args.key_distribution {
-        KeyDistribution::Uniform => "uniform",
-        KeyDistribution::Zipf => "zipf",
-    };
-    let steady_s = args.resize_at.as_secs_f64();
-    let rows: Vec<_> = runs
-        .iter()
-        .map(|r| {
-            let (overall, worst, worst_at) = summary(r, args.resize_at);
-            let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
-            json!({
-                "mode": r.mode,
-                "hit_rate": overall,
-                "worst_window_hit_rate": worst,
-                "worst_window_at_s": worst_at,
-                "ops_per_s_steady": r.ops_steady as f64 / (load.duration.as_secs_f64() - 1.0).max(0.1),
-                "ops_per_s_after_resize": r.ops_after as f64,
-                "p99_ms_steady": p99(&r.steady),
-                "p99_ms_after_resize": p99(&r.after),
-                "errors": r.errors,
-                "resize_ms": r.resize_ms,
-                "migration_moved": r.migration.map(|m| m.0),
-                "migration_keys_per_s": r.migration.map(|m| if m.1 > 0.0 { m.0 as f64 / m.1 } else { 0.0 }),
-                "windows": r.windows.iter().map(|w| rate(w.0, w.1)).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    if format == Format::Json {
-        output::json(
-            &json!({"resize": resize_s, "resize_at_s": steady_s, "key_distribution": dist, "keys": load.keys, "runs": rows}),
-        );
-        return;
-    }
-    println!(
-        "resize {resize_s} at {steady_s:.1}s, {} keys, {dist}, {} tasks, read ratio {}",
-        load.keys, load.concurrency, load.read_ratio
-    );
-    println!("mode   hit rate   worst 100ms (at)   ops/s steady   ops/s 1s after   p99 ms steady   p99 ms 1s after   errors   migration");
-    for r in &rows {
-        println!(
-            "{:<6} {:>7.3}%   {:>7.2}% ({:>4.1}s)   {:>12.0}   {:>14.0}   {:>13.3}   {:>15.3}   {:>6}   {}",
-            r["mode"].as_str().unwrap_or(""),
-            r["hit_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            r["worst_window_hit_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            r["worst_window_at_s"].as_f64().unwrap_or(0.0),
-            r["ops_per_s_steady"].as_f64().unwrap_or(0.0),
-            r["ops_per_s_after_resize"].as_f64().unwrap_or(0.0),
-            r["p99_ms_steady"].as_f64().unwrap_or(0.0),
-            r["p99_ms_after_resize"].as_f64().unwrap_or(0.0),
-            r["errors"],
-            match r["migration_keys_per_s"].as_f64() {
-                Some(v) => format!("{} keys left, {v:.0} keys/s", r["migration_moved"]),
-                None => "-".into(),
-            }
-        );
-    }
-}
-
-fn plot(path: &Path, resize: Resize, args: &ResizeArgs, runs: &[Run]) -> Result<(), Error> {
-    use plotters::prelude::*;
-    let fail = |e: &dyn std::fmt::Display| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot draw {}: {e}", path.display()),
-        )
-    };
-    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let end = runs.iter().map(|r| r.windows.len()).max().unwrap_or(1) as f64 * WINDOW.as_secs_f64();
-    let lowest = runs
-        .iter()
-        .flat_map(|r| r.windows.iter().filter(|w| w.0 > 0).map(|w| rate(w.0, w.1)))
-        .fold(1.0f64, f64::min);
-    let what = match resize {
-        Resize::Add => "adding a shard",
-        Resize::Remove => "removing a shard",
-    };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "read hit rate per 100 ms, {what} at {:.1} s",
-                args.resize_at.as_secs_f64()
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, (lowest - 0.02).max(0.0)..1.005)
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("hit rate")
-        .draw()
-        .map_err(|e| fail(&e))?;
-    for (k, r) in runs.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                r.windows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, w)| w.0 > 0)
-                    .map(|(i, w)| (i as f64 * WINDOW.as_secs_f64(), rate(w.0, w.1))),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| fail(&e))?
-            .label(r.mode)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
 }

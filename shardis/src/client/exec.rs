@@ -88,18 +88,30 @@ impl Client {
             .exec(&table, route, name, Request::Cmd(cmd), access)
             .await?;
         #[cfg(feature = "warm")]
-        let reply = match &previous {
-            Some(p)
-                if self
+        let reply = match (&previous, access) {
+            (Some(p), Access::Read) => {
+                match self
                     .warmed(&table, route, p, name, key, &reply)
                     .boxed()
-                    .await =>
-            {
-                self.exec(&table, route, name, Request::Cmd(cmd), access)
-                    .await?
+                    .await
+                {
+                    super::warm::Warmed::Reread => {
+                        self.exec(&table, route, name, Request::Cmd(cmd), access)
+                            .await?
+                    }
+                    super::warm::Warmed::Value(v) => v,
+                    super::warm::Warmed::Miss => reply,
+                }
             }
-            // `del` of a key that only its previous owner still had.
-            _ if name == "DEL" && removed > 0 => Value::Int(1),
+            (Some(_), Access::Write) => {
+                self.after_write(key).await;
+                // `del` of a key that only its previous owner still had.
+                if name == "DEL" && removed > 0 {
+                    Value::Int(1)
+                } else {
+                    reply
+                }
+            }
             _ => reply,
         };
         T::from_redis_value(reply).map_err(|e| Error::conversion(e).with_shard(route.name.as_str()))
@@ -298,12 +310,16 @@ impl Client {
                         .await?;
                     #[cfg(feature = "warm")]
                     let reply = match access {
-                        Access::Read if !moved.is_empty() => {
+                        _ if moved.is_empty() => reply,
+                        Access::Read => {
                             self.warmed_many(table, route, &moved, keys, positions, reply)
                                 .boxed()
                                 .await?
                         }
-                        _ => reply,
+                        Access::Write => {
+                            self.after_write_many(&moved, keys, positions).boxed().await;
+                            reply
+                        }
                     };
                     Ok::<_, Error>((range, reply))
                 }

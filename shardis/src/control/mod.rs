@@ -44,7 +44,7 @@ use build::{build_off_thread, check_connected, Control, Registry};
 pub use sentinel::SentinelStatus;
 pub use status::{EndpointStatus, ShardStatus};
 #[cfg(feature = "warm")]
-pub(crate) use warm::Window;
+pub(crate) use warm::{CopyGuard, Window};
 pub use watch::ConfigWatch;
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.

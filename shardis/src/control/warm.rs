@@ -3,12 +3,16 @@
 //! find a moved key's previous owner — removed shards included — and move the value over.
 //!
 //! The window is state of the routing table's history, so it lives here with the swaps that
-//! open it; what a request does with it is in `client/warm.rs`.
+//! open it; what a request does with it is in `client/warm/`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use futures_util::future::Shared as SharedFuture;
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Shared;
@@ -53,6 +57,96 @@ impl Window {
 #[derive(Debug, Default)]
 pub(crate) struct Warm {
     window: ArcSwapOption<Window>,
+    /// The copies of moved keys this process has in flight.
+    pub(crate) copies: Arc<Copies>,
+}
+
+/// Resolves when a copy in flight is over (done, failed or dropped).
+pub(crate) type CopyDone = SharedFuture<oneshot::Receiver<()>>;
+
+/// The copies of moved keys in flight in this process, by key (see `client/warm/`): one
+/// copy per key at a time, and a write of a key whose copy is in flight returns only once the
+/// copy is over, so a copy that read the value before the write never outlives it. A `std`
+/// mutex held for one map operation, never across an `.await`; only moved keys touch it.
+#[derive(Default)]
+pub(crate) struct Copies {
+    inflight: Mutex<HashMap<Vec<u8>, CopyDone>>,
+}
+
+impl std::fmt::Debug for Copies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.inflight.lock().map_or(0, |m| m.len());
+        f.debug_struct("Copies").field("in_flight", &n).finish()
+    }
+}
+
+/// How many copies may run off the request path at once; past it, a read answers from the
+/// previous owner and leaves the key there for a later read or the migration to move.
+const MAX_BACKGROUND: usize = 4096;
+
+impl Copies {
+    /// Claims the copy of `key`, or returns the copy of it already in flight.
+    pub(crate) fn begin(self: &Arc<Self>, key: &[u8]) -> Result<CopyGuard, Option<CopyDone>> {
+        let Ok(mut inflight) = self.inflight.lock() else {
+            return Err(None);
+        };
+        if let Some(done) = inflight.get(key) {
+            return Err(Some(done.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        inflight.insert(key.to_vec(), rx.shared());
+        Ok(CopyGuard {
+            copies: self.clone(),
+            key: key.to_vec(),
+            _done: tx,
+        })
+    }
+
+    /// Claims the copy of `key` for a copy off the request path, unless one is in flight
+    /// (returned) or too many are.
+    pub(crate) fn begin_background(
+        self: &Arc<Self>,
+        key: &[u8],
+    ) -> Result<CopyGuard, Option<CopyDone>> {
+        if self
+            .inflight
+            .lock()
+            .map_or(true, |m| m.len() >= MAX_BACKGROUND)
+        {
+            return Err(self.pending(key));
+        }
+        self.begin(key)
+    }
+
+    /// The copy of `key` in flight, if any.
+    pub(crate) fn pending(&self, key: &[u8]) -> Option<CopyDone> {
+        self.inflight.lock().ok()?.get(key).cloned()
+    }
+
+    /// Waits until no copy of `key` that is in flight now is.
+    pub(crate) async fn settled(&self, key: &[u8]) {
+        if let Some(done) = self.pending(key) {
+            let _ = done.await;
+        }
+    }
+}
+
+/// A claimed copy: when dropped (copy over, or its future dropped), it leaves the registry
+/// and then wakes whoever waits for it.
+#[derive(Debug)]
+pub(crate) struct CopyGuard {
+    copies: Arc<Copies>,
+    key: Vec<u8>,
+    // Dropped after `drop` has removed the entry: the waiters wake to an empty slot.
+    _done: oneshot::Sender<()>,
+}
+
+impl Drop for CopyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.copies.inflight.lock() {
+            inflight.remove(&self.key);
+        }
+    }
 }
 
 impl Warm {

@@ -39,4 +39,5 @@ mod sentinel;
 mod sentinel_tls;
 mod tls;
 mod twemproxy;
+mod warm_reads;
 mod warm_resharding;

@@ -75,13 +75,27 @@ async fn warm_mode_finds_moved_keys_after_adding_a_shard_and_cold_mode_does_not(
         "cold mode should miss the ~25% moved keys, found {cold}"
     );
     assert!(warm >= 0.995, "warm mode found only {warm} of the keys");
-    // The moved keys now live on the new shard, and nowhere else.
+    // The moved keys now live on the new shard, and nowhere else (the last copies finish off
+    // the request path).
+    settled(&all, 2000).await;
     assert!(dbsize(&all[3]).await > 300);
-    let total: usize = futures_util::future::join_all(all.iter().map(dbsize))
-        .await
-        .into_iter()
-        .sum();
-    assert_eq!(total, 2000, "every key lives in exactly one place");
+}
+
+/// Waits until the servers hold `n` keys in all (the copies of moved keys that reads started
+/// run off the request path), and fails if they do not within seconds.
+async fn settled(all: &[RedisServer], n: usize) {
+    let total = || async {
+        futures_util::future::join_all(all.iter().map(dbsize))
+            .await
+            .into_iter()
+            .sum::<usize>()
+    };
+    let once = eventually(Duration::from_secs(10), || async { total().await == n }).await;
+    assert!(
+        once,
+        "{} keys stored, {n} expected: a key lives in more than one place",
+        total().await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +109,7 @@ async fn warm_mode_finds_the_keys_of_a_removed_shard_while_it_is_up() {
         "cold mode should miss the removed shard's keys, found {cold}"
     );
     assert!(warm >= 0.995, "warm mode found only {warm} of the keys");
+    settled(&all, 2000).await;
     assert_eq!(
         dbsize(&all[3]).await,
         0,
@@ -198,6 +213,20 @@ async fn warm_copy_and_migration_keep_the_remaining_ttl() {
     let got: Option<String> = client.get(moved[0].as_str()).await.unwrap();
     assert_eq!(got.as_deref(), Some("a"));
     let mut new_owner = direct(&all[3]).await;
+    // The copy lands off the request path, just after the read answered.
+    let copied = eventually(Duration::from_secs(10), || {
+        let mut c = new_owner.clone();
+        let key = moved[0].clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<i64>(&mut c)
+                .await
+                == Ok(1)
+        }
+    })
+    .await;
+    assert!(copied, "the warm read's copy reached the new owner");
     let pttl: i64 = redis::cmd("PTTL")
         .arg(&moved[0])
         .query_async(&mut new_owner)

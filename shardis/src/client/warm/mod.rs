@@ -1,8 +1,11 @@
 //! Warm resharding on the request path (feature `warm`): the small steps the request path
 //! takes for a key whose owner changed in the open warm window (see `control/warm.rs`).
 //!
-//! - A read that misses on the new owner moves the key over from its previous owner (`move_key`)
-//!   and is sent once more to the new owner.
+//! - A `GET` or `MGET` that misses on the new owner reads the value, with its `DUMP` and
+//!   `PTTL`, from the previous owner in one script (an `MGET` one per previous owner), answers
+//!   with it, and moves the key over off the request path (`read.rs`).
+//! - Any other read that looks like a miss moves the key over first (`move_key`) and is sent
+//!   once more to the new owner.
 //! - A write or delete first removes the key from its previous owner (`SET` and `DEL`, which
 //!   replace the value whole), or moves it over (any other write through `query`, e.g.
 //!   `INCRBY`, `HSET`, `PEXPIRE`, which build on the value), and only then runs.
@@ -18,7 +21,15 @@
 //! Since writers delete at `old` before they write or delete at `new`, a value deleted during
 //! the window cannot come back: either the writer's delete at `old` came before step 1 (nothing
 //! is copied), or between steps 1 and 3 (step 4 takes the copy back), or after step 3 (then its
-//! delete at `new` comes after the copy and removes it).
+//! delete at `new` comes after the copy and removes it). A read answered from step 1 is a read
+//! of `old` at that moment, before any such delete: answering before steps 2 to 4 are done
+//! changes nothing on either server.
+//!
+//! Within one process, a key has one move in flight at a time (`control::Copies`): readers
+//! that miss while it runs read `old` themselves (one round trip, no wait), and wait for the
+//! move only when `old` no longer has the key (it moved meanwhile). A write of a moved key
+//! returns only once a move of it that was in flight is over, so between steps 2 and 4 a
+//! copy that a write made stale is never visible to what the writer does next.
 
 use std::sync::{Arc, LazyLock};
 
@@ -28,17 +39,28 @@ use redis::{Cmd, Script, Value};
 
 use super::exec::Access;
 use super::Client;
-use crate::control::Window;
+use crate::control::{CopyGuard, Window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::node::Request;
 use crate::router::{RoutingTable, ShardRoute};
 
-/// `DUMP` and `PTTL` of one key, atomically: `nil` when it does not exist.
+mod read;
+
+/// For each key: `DUMP`, `PTTL` and (with `ARGV[1]` = 1, for a string) the value, atomically;
+/// false when the key does not exist.
 static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "local p = redis.call('DUMP', KEYS[1]) \
-         if not p then return false end \
-         return {p, redis.call('PTTL', KEYS[1])}",
+        "local out = {} \
+         for i, k in ipairs(KEYS) do \
+           local p = redis.call('DUMP', k) \
+           if p then \
+             local v = false \
+             if ARGV[1] == '1' and redis.call('TYPE', k).ok == 'string' then \
+               v = redis.call('GET', k) end \
+             out[i] = {p, redis.call('PTTL', k), v} \
+           else out[i] = false end \
+         end \
+         return out",
     )
 });
 
@@ -51,8 +73,65 @@ static DELETE_IF_SAME: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// A moved key's other owner in the open window.
+/// One key as step 1 found it at its previous owner.
 #[derive(Debug)]
+pub(crate) struct Fetched {
+    payload: Vec<u8>,
+    /// Remaining TTL in ms, or -1 for none.
+    pttl: i64,
+    /// The value, for a string key when asked for.
+    value: Option<Vec<u8>>,
+}
+
+impl Fetched {
+    /// One entry of `FETCH`'s reply: `Ok(None)` for a key that is not there (or expires this
+    /// very millisecond).
+    fn parse(entry: Value) -> Result<Option<Fetched>> {
+        let bad = || {
+            Error::new(
+                ErrorKind::Server,
+                "unexpected reply to the warm fetch script",
+            )
+        };
+        let fields = match entry {
+            Value::Nil | Value::Boolean(false) => return Ok(None),
+            Value::Array(fields) => fields,
+            _ => return Err(bad()),
+        };
+        let [payload, pttl, value] = <[Value; 3]>::try_from(fields).map_err(|_| bad())?;
+        let (Value::BulkString(payload), Value::Int(pttl)) = (payload, pttl) else {
+            return Err(bad());
+        };
+        let value = match value {
+            Value::BulkString(v) => Some(v),
+            Value::Nil | Value::Boolean(false) => None,
+            _ => return Err(bad()),
+        };
+        // 0: expiring this very millisecond. -2: gone between the commands.
+        if pttl == 0 || pttl < -1 {
+            return Ok(None);
+        }
+        Ok(Some(Fetched {
+            payload,
+            pttl,
+            value,
+        }))
+    }
+}
+
+/// What a read that looked like a miss on a moved key's new owner should answer.
+#[derive(Debug)]
+pub(crate) enum Warmed {
+    /// The miss stands.
+    Miss,
+    /// The new owner now has a value: send the read to it once more.
+    Reread,
+    /// This reply, read at the previous owner.
+    Value(Value),
+}
+
+/// A moved key's other owner in the open window.
+#[derive(Debug, Clone)]
 pub(crate) struct Previous {
     /// The table in which `shard` is found (the window's `from` table, or for a request in
     /// flight across the change, the current one).
@@ -147,23 +226,33 @@ impl Client {
         self.forget(previous, &del).await
     }
 
-    /// After a read of `key` answered `reply`: if it looks like a miss, moves the key over
-    /// from its previous owner. True when the new owner now has a value to read again.
+    /// After a write of `key` (a moved key): returns once a move of it that was in flight is
+    /// over (see the module doc).
+    pub(super) async fn after_write(&self, key: &[u8]) {
+        self.shared.warm.copies.settled(key).await;
+    }
+
+    /// After a read of `key` answered `reply`: if it looks like a miss, reads the key's
+    /// previous owner, and moves the key over (see the module doc).
     pub(super) async fn warmed(
         &self,
-        table: &RoutingTable,
+        table: &Arc<RoutingTable>,
         route: &ShardRoute,
         previous: &Previous,
         name: &'static str,
         key: &[u8],
         reply: &Value,
-    ) -> bool {
-        previous.reads
-            && looks_missing(name, reply)
-            && matches!(
-                self.move_key(table, route, previous, key).await,
-                MoveOutcome::Moved | MoveOutcome::Newer
-            )
+    ) -> Warmed {
+        if !previous.reads || !looks_missing(name, reply) {
+            return Warmed::Miss;
+        }
+        if name == "GET" {
+            return self.warm_get(table, route, previous, key).await;
+        }
+        match self.move_key(table, route, previous, key).await {
+            MoveOutcome::Moved | MoveOutcome::Newer => Warmed::Reread,
+            _ => Warmed::Miss,
+        }
     }
 
     /// The moved keys among `positions` of `keys` (a part of a multi-key command on
@@ -213,44 +302,17 @@ impl Client {
         join_all(groups.iter().map(|(p, del)| self.forget(p, del))).await;
     }
 
-    /// After a part of an `MGET`: moves over the moved keys it missed and reads them again
-    /// from the new owner.
-    pub(super) async fn warmed_many(
+    /// After a multi-key write: returns once the moves of its moved keys that were in flight
+    /// are over.
+    pub(super) async fn after_write_many(
         &self,
-        table: &RoutingTable,
-        route: &ShardRoute,
         moved: &[(usize, Previous)],
         keys: &super::args::FlatArgs,
         positions: &[usize],
-        reply: Value,
-    ) -> Result<Value> {
-        let Value::Array(mut values) = reply else {
-            return Ok(reply);
-        };
-        let refetched = join_all(
-            moved
-                .iter()
-                .filter(|(j, _)| matches!(values.get(*j), Some(Value::Nil)))
-                .map(|(j, p)| async move {
-                    let key = keys.get(positions[*j]);
-                    let mut get = redis::cmd("GET");
-                    get.arg(key);
-                    if !self.warmed(table, route, p, "GET", key, &Value::Nil).await {
-                        return Ok(None);
-                    }
-                    let v =
-                        Box::pin(self.exec(table, route, "GET", Request::Cmd(&get), Access::Read))
-                            .await?;
-                    Ok::<_, Error>(Some((*j, v)))
-                }),
-        )
-        .await;
-        for r in refetched {
-            if let Some((j, v)) = r? {
-                values[j] = v;
-            }
+    ) {
+        for (j, _) in moved {
+            self.after_write(keys.get(positions[*j])).await;
         }
-        Ok(Value::Array(values))
     }
 
     /// Moves `key` from its previous owner to `route` (see the module doc). Its future is
@@ -272,26 +334,75 @@ impl Client {
         previous: &Previous,
         key: &[u8],
     ) -> MoveOutcome {
-        let (from, old) = (&previous.table, previous.route());
-        let mut fetch = FETCH.prepare_invoke();
-        fetch.key(key);
-        let fetched =
-            Box::pin(self.exec(from, old, "EVALSHA", Request::Script(&fetch), Access::Read)).await;
-        let (payload, pttl) = match fetched {
-            Ok(Value::Nil) => return MoveOutcome::Absent,
-            Ok(Value::Array(v)) => match <[Value; 2]>::try_from(v) {
-                Ok([Value::BulkString(p), Value::Int(t)]) => (p, t),
-                _ => return MoveOutcome::Failed,
-            },
-            Ok(_) => return MoveOutcome::Failed,
+        let _claim = self.claim(key).await;
+        let fetched = match self.fetch(previous, &[key], false).await {
+            Ok(mut f) => f.pop().flatten(),
             Err(e) => return self.unreachable(previous, &e),
         };
-        // 0: expiring this very millisecond. -1: no expiry (`RESTORE` ttl 0).
-        if pttl == 0 || pttl < -1 {
-            return MoveOutcome::Absent;
+        match fetched {
+            Some(f) => {
+                self.copy_tail(table, route, previous, key, &f.payload, f.pttl)
+                    .await
+            }
+            None => MoveOutcome::Absent,
         }
+    }
+
+    /// Claims the move of `key` in this process, once a move of it in flight is over.
+    async fn claim(&self, key: &[u8]) -> Option<CopyGuard> {
+        loop {
+            match self.shared.warm.copies.begin(key) {
+                Ok(claim) => return Some(claim),
+                Err(Some(done)) => {
+                    let _ = done.await;
+                }
+                Err(None) => return None,
+            }
+        }
+    }
+
+    /// Step 1 for `keys` at their previous owner: one entry per key, `None` where it is not
+    /// there; with `values`, the value of each string key too.
+    async fn fetch(
+        &self,
+        previous: &Previous,
+        keys: &[&[u8]],
+        values: bool,
+    ) -> Result<Vec<Option<Fetched>>> {
+        let (from, old) = (&previous.table, previous.route());
+        let mut fetch = FETCH.prepare_invoke();
+        for key in keys {
+            fetch.key(*key);
+        }
+        fetch.arg(if values { "1" } else { "0" });
+        let reply =
+            Box::pin(self.exec(from, old, "EVALSHA", Request::Script(&fetch), Access::Read))
+                .await?;
+        match reply {
+            Value::Array(entries) if entries.len() == keys.len() => {
+                entries.into_iter().map(Fetched::parse).collect()
+            }
+            _ => Err(Error::new(
+                ErrorKind::Server,
+                "unexpected reply to the warm fetch script",
+            )),
+        }
+    }
+
+    /// Steps 2 to 4 of moving `key`, whose `DUMP` at the previous owner was `payload` with
+    /// `pttl` left (see the module doc).
+    async fn copy_tail(
+        &self,
+        table: &RoutingTable,
+        route: &ShardRoute,
+        previous: &Previous,
+        key: &[u8],
+        payload: &[u8],
+        pttl: i64,
+    ) -> MoveOutcome {
+        let (from, old) = (&previous.table, previous.route());
         let mut restore = redis::cmd("RESTORE");
-        restore.arg(key).arg(pttl.max(0)).arg(&payload);
+        restore.arg(key).arg(pttl.max(0)).arg(payload);
         let restored = match Box::pin(self.exec(
             table,
             route,
@@ -309,7 +420,7 @@ impl Client {
             }
         };
         let mut forget = DELETE_IF_SAME.prepare_invoke();
-        forget.key(key).arg(&payload);
+        forget.key(key).arg(payload);
         let removed = Box::pin(self.exec(
             from,
             old,
@@ -326,7 +437,7 @@ impl Client {
                     self.unreachable(previous, e);
                 }
                 let mut undo = DELETE_IF_SAME.prepare_invoke();
-                undo.key(key).arg(&payload);
+                undo.key(key).arg(payload);
                 let undone = Box::pin(self.exec(
                     table,
                     route,
