@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::Cmd;
+use smallvec::SmallVec;
 
 use super::{
     arguments, command_name, is_in, key_positions, refuse_blocking_xread, refuse_unsafe, show,
@@ -156,10 +157,11 @@ fn classify(name: &[u8]) -> Option<Class> {
 pub(crate) struct CommandKeys<'a> {
     /// The command name as written.
     pub(crate) name: &'a [u8],
-    /// Every argument, the name first; a cursor is `None`.
-    pub(crate) args: Vec<Argument<'a>>,
+    /// Every argument, the name first; a cursor is `None`. Inline up to `SET key value PX n`:
+    /// a pipeline of single-key commands allocates nothing per command here.
+    pub(crate) args: SmallVec<[Argument<'a>; 5]>,
     /// The indices in `args` of the keys, in order; empty for a keyless command.
-    pub(crate) positions: Vec<usize>,
+    pub(crate) positions: SmallVec<[usize; 2]>,
     /// The command only reads: it may follow the read policy.
     pub(crate) read: bool,
     /// How the command is split per shard, when it can be.
@@ -194,15 +196,16 @@ pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a
     if matches!(class, Some(Class::Unsafe)) {
         refuse_unsafe(who, name, || iter.clone().next().flatten())?;
     }
-    let args: Vec<Argument<'a>> = std::iter::once(Some(name)).chain(iter).collect();
-    let (positions, read, split) = match class {
+    let args: SmallVec<[Argument<'a>; 5]> = std::iter::once(Some(name)).chain(iter).collect();
+    let (positions, read, split): (SmallVec<[usize; 2]>, bool, Option<Split>) = match class {
         Some(Class::Multi {
             layout,
             read,
             split,
         }) => {
             refuse_blocking_xread(who, name, layout, &args)?;
-            (key_positions(who, name, layout, &args)?, read, split)
+            let positions = key_positions(who, name, layout, &args)?;
+            (SmallVec::from_vec(positions), read, split)
         }
         Some(Class::Single { read }) => {
             if args.len() < 2 {
@@ -211,10 +214,10 @@ pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a
                     show(name)
                 )));
             }
-            (vec![1], read, None)
+            (SmallVec::from_slice(&[1]), read, None)
         }
         // `CLIENT` with a subcommand that only reads passed `refuse_unsafe`: keyless.
-        Some(Class::Keyless | Class::Unsafe) => (Vec::new(), false, None),
+        Some(Class::Keyless | Class::Unsafe) => (SmallVec::new(), false, None),
         None => {
             return Err(Error::invalid_input(format!(
                 "{who}: shardis does not know where the keys of {} are, so it cannot route \
