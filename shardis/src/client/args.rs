@@ -57,11 +57,13 @@ pub(crate) fn flatten<'a, T: ToRedisArgs + 'a>(
 /// refused before anything is copied or sent.
 pub(crate) const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 
-/// Checks that `item` is exactly one argument of at most `limit` bytes, without copying it.
-pub(crate) fn check_size<T: ToRedisArgs>(what: &str, item: &T, limit: usize) -> Result<()> {
+/// Checks that `item` is exactly one argument of at most `limit` bytes, without copying it;
+/// returns its length.
+pub(crate) fn check_size<T: ToRedisArgs>(what: &str, item: &T, limit: usize) -> Result<usize> {
     let mut count = CountSink::default();
     item.write_redis_args(&mut count);
-    check_one(what, count.args, count.bytes, limit)
+    check_one(what, count.args, count.bytes, limit)?;
+    Ok(count.bytes)
 }
 
 /// A `RedisWrite` that only counts arguments and their bytes.
@@ -146,11 +148,11 @@ impl RedisWrite for ArgSink<'_> {
     }
 }
 
-/// A value as the single argument it must be.
+/// A value as the single argument it must be, and its length.
 /// Checked without copying; the command then writes it once.
-pub(crate) fn single_value<V: ToRedisArgs>(value: &V) -> Result<&V> {
-    check_size("a value", value, MAX_VALUE_BYTES)?;
-    Ok(value)
+pub(crate) fn single_value<V: ToRedisArgs>(value: &V) -> Result<(&V, usize)> {
+    let len = check_size("a value", value, MAX_VALUE_BYTES)?;
+    Ok((value, len))
 }
 
 /// An expiry in whole milliseconds, at least 1.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, ToRedisArgs, ToSingleRedisArg, Value};
 
 use super::args::{flatten, millis, single_value, MAX_VALUE_BYTES};
-use super::exec::Access;
+use super::exec::{keyed_with, routing_key, Access};
 use super::fanout::gather;
 use super::guard;
 use super::{Client, Ttl};
@@ -24,18 +24,18 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn get<K: ToSingleRedisArg, V: FromRedisValue>(&self, key: K) -> Result<V> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&key);
-        self.run("GET", &key, &cmd, Access::Read).await
+        let cmd = self.keyed("GET", &key, 0, 0)?;
+        self.run("GET", routing_key(&cmd), &cmd, Access::Read).await
     }
 
     /// `SET key value`.
     pub async fn set<K: ToSingleRedisArg, V: ToRedisArgs>(&self, key: K, value: V) -> Result<()> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&key).arg(single_value(&value)?);
-        self.run("SET", &key, &cmd, Access::Write).await
+        let key_len = self.key_len(&key)?;
+        let (value, len) = single_value(&value)?;
+        let mut cmd = keyed_with("SET", &key, key_len, 1, len);
+        cmd.arg(value);
+        self.run("SET", routing_key(&cmd), &cmd, Access::Write)
+            .await
     }
 
     /// `SET key value PX ttl`: the expiry has millisecond precision and must be at least 1 ms.
@@ -45,51 +45,48 @@ impl Client {
         value: V,
         ttl: Duration,
     ) -> Result<()> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&key)
-            .arg(single_value(&value)?)
-            .arg("PX")
-            .arg(millis(ttl)?);
-        self.run("SET", &key, &cmd, Access::Write).await
+        let key_len = self.key_len(&key)?;
+        let (value, len) = single_value(&value)?;
+        let ms = millis(ttl)?;
+        let mut cmd = keyed_with("SET", &key, key_len, 3, len + 22);
+        cmd.arg(value).arg("PX").arg(ms);
+        self.run("SET", routing_key(&cmd), &cmd, Access::Write)
+            .await
     }
 
     /// `DEL key`: true if the key existed.
     pub async fn del<K: ToSingleRedisArg>(&self, key: K) -> Result<bool> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(&key);
-        self.run::<u64>("DEL", &key, &cmd, Access::Write)
+        let cmd = self.keyed("DEL", &key, 0, 0)?;
+        self.run::<u64>("DEL", routing_key(&cmd), &cmd, Access::Write)
             .await
             .map(|n| n > 0)
     }
 
     /// `EXISTS key`.
     pub async fn exists<K: ToSingleRedisArg>(&self, key: K) -> Result<bool> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(&key);
-        self.run::<u64>("EXISTS", &key, &cmd, Access::Read)
+        let cmd = self.keyed("EXISTS", &key, 0, 0)?;
+        self.run::<u64>("EXISTS", routing_key(&cmd), &cmd, Access::Read)
             .await
             .map(|n| n > 0)
     }
 
     /// `PEXPIRE key ttl`: true if the key exists and now expires.
     pub async fn expire<K: ToSingleRedisArg>(&self, key: K, ttl: Duration) -> Result<bool> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("PEXPIRE");
-        cmd.arg(&key).arg(millis(ttl)?);
-        self.run::<u64>("PEXPIRE", &key, &cmd, Access::Write)
+        let key_len = self.key_len(&key)?;
+        let ms = millis(ttl)?;
+        let mut cmd = keyed_with("PEXPIRE", &key, key_len, 1, 20);
+        cmd.arg(ms);
+        self.run::<u64>("PEXPIRE", routing_key(&cmd), &cmd, Access::Write)
             .await
             .map(|n| n > 0)
     }
 
     /// `PTTL key`, as a [`Ttl`].
     pub async fn ttl<K: ToSingleRedisArg>(&self, key: K) -> Result<Ttl> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("PTTL");
-        cmd.arg(&key);
-        let ms: i64 = self.run("PTTL", &key, &cmd, Access::Read).await?;
+        let cmd = self.keyed("PTTL", &key, 0, 0)?;
+        let ms: i64 = self
+            .run("PTTL", routing_key(&cmd), &cmd, Access::Read)
+            .await?;
         Ok(match ms {
             -2 => Ttl::Missing,
             -1 => Ttl::Persistent,
@@ -99,10 +96,10 @@ impl Client {
 
     /// `INCRBY key delta`: the new value.
     pub async fn incr<K: ToSingleRedisArg>(&self, key: K, delta: i64) -> Result<i64> {
-        let key = self.key(&key)?;
-        let mut cmd = redis::cmd("INCRBY");
-        cmd.arg(&key).arg(delta);
-        self.run("INCRBY", &key, &cmd, Access::Write).await
+        let mut cmd = self.keyed("INCRBY", &key, 1, 20)?;
+        cmd.arg(delta);
+        self.run("INCRBY", routing_key(&cmd), &cmd, Access::Write)
+            .await
     }
 
     /// Runs any single-key command on the primary of the shard that owns `key`.

@@ -342,12 +342,54 @@ impl Client {
         Ok(bytes)
     }
 
+    /// The command `name key` with room for `more` arguments of `bytes` bytes after the key,
+    /// the key checked to be one argument within the size limit. The key is written once, into
+    /// the command, and routed from there ([`routing_key`]): no copy of its own.
+    pub(crate) fn keyed<K: ToRedisArgs>(
+        &self,
+        name: &'static str,
+        key: &K,
+        more: usize,
+        bytes: usize,
+    ) -> Result<Cmd> {
+        let len = self.key_len(key)?;
+        Ok(keyed_with(name, key, len, more, bytes))
+    }
+
+    /// The length of `key`, checked to be one argument within the size limit.
+    pub(crate) fn key_len<K: ToRedisArgs>(&self, key: &K) -> Result<usize> {
+        check_size("a key", key, self.shared.max_key_bytes())
+    }
+
     /// Many keys, each a single argument within the size limit, in one buffer.
     pub(crate) fn keys<'k, K: ToRedisArgs + 'k>(
         &self,
         keys: impl Iterator<Item = &'k K>,
     ) -> Result<FlatArgs> {
         flatten(keys, "a key", self.shared.max_key_bytes())
+    }
+}
+
+/// The command `name key` (`key` of `len` bytes, already checked) with room for `more`
+/// arguments of `bytes` bytes.
+pub(crate) fn keyed_with<K: ToRedisArgs>(
+    name: &'static str,
+    key: &K,
+    len: usize,
+    more: usize,
+    bytes: usize,
+) -> Cmd {
+    let mut cmd = Cmd::with_capacity(2 + more, name.len() + len + bytes);
+    cmd.arg(name).arg(key);
+    cmd
+}
+
+/// The key of a command built by [`Client::keyed`]: its argument 1.
+pub(crate) fn routing_key(cmd: &Cmd) -> &[u8] {
+    match cmd.args_iter().nth(1) {
+        Some(redis::Arg::Simple(key)) => key,
+        // `keyed` writes the key as one plain argument: never reached.
+        _ => &[],
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redis::{Arg, Cmd, Value};
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::Node;
@@ -53,13 +54,44 @@ impl Lane {
     }
 }
 
-/// A queued read: its command (`GET key` or `MGET key...`; the keys are its arguments after
-/// the first), and where its answer goes.
+/// A queued read: its keys (the arguments after the first of its `GET key` or `MGET key...`),
+/// and where its answer goes.
 struct Waiter {
-    cmd: Cmd,
+    args: KeyBytes,
     keys: usize,
     single: bool,
     tx: oneshot::Sender<Msg>,
+}
+
+/// A queued read's keys, back to back, kept inline when short (a `GET` of a typical key, a
+/// small `MGET` part): queueing a read copies its keys, and allocates only for long ones.
+struct KeyBytes {
+    bytes: SmallVec<[u8; 64]>,
+    ends: SmallVec<[usize; 4]>,
+}
+
+impl KeyBytes {
+    /// The arguments of `cmd` after its name.
+    fn of(cmd: &Cmd) -> KeyBytes {
+        let mut out = KeyBytes {
+            bytes: SmallVec::new(),
+            ends: SmallVec::new(),
+        };
+        for a in cmd.args_iter().skip(1) {
+            if let Arg::Simple(b) = a {
+                out.bytes.extend_from_slice(b);
+                out.ends.push(out.bytes.len());
+            }
+        }
+        out
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter())
+            .map(|(a, &b)| &self.bytes[a..b])
+    }
 }
 
 /// What a queued read is told.
@@ -174,7 +206,7 @@ impl Node {
                 } else {
                     let (tx, rx) = oneshot::channel();
                     state.queue.push_back(Waiter {
-                        cmd: cmd.clone(),
+                        args: KeyBytes::of(cmd),
                         keys,
                         single,
                         tx,
@@ -246,23 +278,22 @@ fn share(e: Error, riders: VecDeque<Waiter>) -> Error {
 
 /// One `MGET` of the leader's keys, then each rider's, in queue order.
 fn merged(cmd: &Cmd, riders: &VecDeque<Waiter>, total: usize) -> Cmd {
-    let bytes = |c: &Cmd| {
-        c.args_iter()
-            .skip(1)
-            .map(|a| match a {
-                Arg::Simple(b) => b.len(),
-                _ => 0,
-            })
-            .sum::<usize>()
+    let own = || {
+        cmd.args_iter().skip(1).filter_map(|a| match a {
+            Arg::Simple(b) => Some(b),
+            _ => None,
+        })
     };
-    let size = bytes(cmd) + riders.iter().map(|w| bytes(&w.cmd)).sum::<usize>();
+    let size = own().map(<[u8]>::len).sum::<usize>()
+        + riders.iter().map(|w| w.args.bytes.len()).sum::<usize>();
     let mut batch = Cmd::with_capacity(total + 1, size + 4);
     batch.arg("MGET");
-    for c in std::iter::once(cmd).chain(riders.iter().map(|w| &w.cmd)) {
-        for a in c.args_iter().skip(1) {
-            if let Arg::Simple(b) = a {
-                batch.arg(b);
-            }
+    for b in own() {
+        batch.arg(b);
+    }
+    for w in riders {
+        for b in w.args.iter() {
+            batch.arg(b);
         }
     }
     batch
@@ -304,7 +335,7 @@ mod tests {
         let keys = if single { 1 } else { c.args_iter().count() - 1 };
         (
             Waiter {
-                cmd: c,
+                args: KeyBytes::of(&c),
                 keys,
                 single,
                 tx,
@@ -324,6 +355,17 @@ mod tests {
             .map(|s| s.as_bytes().to_vec())
             .collect();
         assert_eq!(args(&m), want);
+    }
+
+    #[test]
+    fn key_bytes_keep_each_key_whole_inline_or_spilled() {
+        let long = "k".repeat(100);
+        let c = cmd("MGET", &["a", "", &long, "bc"]);
+        let kb = KeyBytes::of(&c);
+        let got: Vec<&[u8]> = kb.iter().collect();
+        let want: Vec<&[u8]> = vec![b"a", b"", long.as_bytes(), b"bc"];
+        assert_eq!(got, want);
+        assert_eq!(KeyBytes::of(&cmd("GET", &["x"])).iter().count(), 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::Cmd;
+use smallvec::SmallVec;
 
 use super::{
     arguments, command_name, is_in, key_positions, refuse_blocking_xread, refuse_unsafe, show,
@@ -156,10 +157,15 @@ fn classify(name: &[u8]) -> Option<Class> {
 pub(crate) struct CommandKeys<'a> {
     /// The command name as written.
     pub(crate) name: &'a [u8],
-    /// Every argument, the name first; a cursor is `None`.
+    /// Every argument, the name first; a cursor is `None`. Empty for a single-key command,
+    /// whose key is `single`: a pipeline of single-key commands allocates nothing per command
+    /// here, and its records stay small.
     pub(crate) args: Vec<Argument<'a>>,
-    /// The indices in `args` of the keys, in order; empty for a keyless command.
-    pub(crate) positions: Vec<usize>,
+    /// The indices in the command's arguments of the keys, in order; empty for a keyless
+    /// command.
+    pub(crate) positions: SmallVec<[usize; 2]>,
+    /// The key of a single-key command (argument 1).
+    single: Option<&'a [u8]>,
     /// The command only reads: it may follow the read policy.
     pub(crate) read: bool,
     /// How the command is split per shard, when it can be.
@@ -169,8 +175,11 @@ pub(crate) struct CommandKeys<'a> {
 impl<'a> CommandKeys<'a> {
     /// The key at `positions[i]`.
     pub(crate) fn key(&self, i: usize) -> &'a [u8] {
-        // `command_keys` checked that every key position holds plain bytes.
-        self.args[self.positions[i]].unwrap_or_default()
+        match self.single {
+            Some(key) => key,
+            // `command_keys` checked that every key position holds plain bytes.
+            None => self.args[self.positions[i]].unwrap_or_default(),
+        }
     }
 
     /// Every key, in order.
@@ -194,27 +203,47 @@ pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a
     if matches!(class, Some(Class::Unsafe)) {
         refuse_unsafe(who, name, || iter.clone().next().flatten())?;
     }
+    // A single-key command keeps its key only; any other its whole argument list.
+    if let Some(Class::Single { read }) = class {
+        let key = match iter.next() {
+            Some(Some(key)) => key,
+            Some(None) => {
+                return Err(Error::invalid_input(format!(
+                    "{who}: argument 1 of {} is a key and cannot be a cursor",
+                    show(name)
+                )))
+            }
+            None => {
+                return Err(Error::invalid_input(format!(
+                    "{who}: {} has no key argument",
+                    show(name)
+                )))
+            }
+        };
+        return Ok(CommandKeys {
+            name,
+            args: Vec::new(),
+            positions: SmallVec::from_slice(&[1]),
+            single: Some(key),
+            read,
+            split: None,
+        });
+    }
     let args: Vec<Argument<'a>> = std::iter::once(Some(name)).chain(iter).collect();
-    let (positions, read, split) = match class {
+    let (positions, read, split): (SmallVec<[usize; 2]>, bool, Option<Split>) = match class {
         Some(Class::Multi {
             layout,
             read,
             split,
         }) => {
             refuse_blocking_xread(who, name, layout, &args)?;
-            (key_positions(who, name, layout, &args)?, read, split)
+            let positions = key_positions(who, name, layout, &args)?;
+            (SmallVec::from_vec(positions), read, split)
         }
-        Some(Class::Single { read }) => {
-            if args.len() < 2 {
-                return Err(Error::invalid_input(format!(
-                    "{who}: {} has no key argument",
-                    show(name)
-                )));
-            }
-            (vec![1], read, None)
-        }
+        // Returned above.
+        Some(Class::Single { read }) => (SmallVec::from_slice(&[1]), read, None),
         // `CLIENT` with a subcommand that only reads passed `refuse_unsafe`: keyless.
-        Some(Class::Keyless | Class::Unsafe) => (Vec::new(), false, None),
+        Some(Class::Keyless | Class::Unsafe) => (SmallVec::new(), false, None),
         None => {
             return Err(Error::invalid_input(format!(
                 "{who}: shardis does not know where the keys of {} are, so it cannot route \
@@ -249,6 +278,7 @@ pub(crate) fn command_keys<'a>(who: &str, cmd: &'a Cmd) -> Result<CommandKeys<'a
         name,
         args,
         positions,
+        single: None,
         read,
         split,
     })

@@ -65,20 +65,21 @@ impl Client {
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
         tokio::task::coop::consume_budget().await;
         let originals: Vec<&Cmd> = pipe.cmd_iter().collect();
-        let commands = originals
-            .iter()
-            .enumerate()
-            .map(|(i, cmd)| {
-                command_keys("query_pipeline", cmd).map_err(|_| {
+        // A plain loop: each record is written into its slot once.
+        let mut commands: Vec<CommandKeys<'_>> = Vec::with_capacity(originals.len());
+        for (i, cmd) in originals.iter().enumerate() {
+            match command_keys("query_pipeline", cmd) {
+                Ok(keys) => commands.push(keys),
+                Err(_) => {
                     // Again, with the command's index in the message: errors only.
                     let who = format!("query_pipeline (command {i})");
-                    match command_keys(&who, cmd) {
+                    return Err(match command_keys(&who, cmd) {
                         Err(e) => e,
                         Ok(_) => Error::invalid_input(who),
-                    }
-                })
-            })
-            .collect::<Result<Vec<CommandKeys<'_>>>>()?;
+                    });
+                }
+            }
+        }
         if commands.is_empty() {
             return complete(pipe, empty_replies(pipe), &[], &[], None);
         }

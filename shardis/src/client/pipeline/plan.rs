@@ -114,7 +114,9 @@ impl Plan {
                 }
             }
         };
-        let mut slots: Vec<(usize, usize, Part, bool)> = Vec::new();
+        // `(batch, command, part, read)` of every piece, in pipeline order; one allocation for
+        // a pipeline without split commands.
+        let mut slots: Vec<(usize, usize, Part, bool)> = Vec::with_capacity(commands.len());
         for (i, c) in commands.iter().enumerate() {
             if c.positions.is_empty() {
                 return Err(Error::invalid_input(format!(
@@ -123,7 +125,6 @@ impl Plan {
                     c.shown()
                 )));
             }
-            let what = || format!("query_pipeline: command {i} ({})", c.shown());
             match c.split {
                 Some(split) => {
                     let mut parts: Vec<(usize, Vec<usize>)> = Vec::new();
@@ -139,10 +140,23 @@ impl Plan {
                     }
                 }
                 None => {
-                    let shard = one_shard(&what, c.keys(), at)?.unwrap_or_default();
+                    let shard = if c.positions.len() == 1 {
+                        at.shard(c.key(0))?
+                    } else {
+                        let what = || format!("query_pipeline: command {i} ({})", c.shown());
+                        one_shard(&what, c.keys(), at)?.unwrap_or_default()
+                    };
                     slots.push((batch_of(shard), i, Part::Whole, c.read));
                 }
             }
+        }
+        // Each batch's pieces sized exactly before they are filled.
+        let mut counts = vec![0usize; batches.len()];
+        for (b, ..) in &slots {
+            counts[*b] += 1;
+        }
+        for (batch, n) in batches.iter_mut().zip(counts) {
+            batch.pieces.reserve_exact(n);
         }
         for (b, i, part, read) in slots {
             batches[b].pieces.push((i, part));
