@@ -55,6 +55,38 @@ pub(crate) fn start_process(
         })
 }
 
+/// Starts a Redis process (`redis-server`, `redis-sentinel`: `package` names it in errors)
+/// with [`start_process`] and waits until it answers `PING` on `port`. If it exits first, the
+/// error quotes its stderr and `log()` (its log file so far).
+pub(crate) fn start_answering_ping(
+    command: &mut Command,
+    binary: &std::path::Path,
+    what: &str,
+    package: &str,
+    env: &str,
+    port: u16,
+    log: impl FnOnce() -> String,
+) -> Result<Child> {
+    let mut child = start_process(command, binary, what, package, env)?;
+    wait_ready(
+        &mut child,
+        || ping(port, Duration::from_millis(200)),
+        |child, status| {
+            let mut stderr = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut stderr);
+            }
+            format!(
+                "{package} on port {port} exited with {status}: {}{}",
+                stderr.trim(),
+                log().trim()
+            )
+        },
+        &format!("{package} on port {port} did not answer PING"),
+    )?;
+    Ok(child)
+}
+
 /// Waits until `ready()`; fails if the process exits first (with `exited`'s description) or
 /// `START_TIMEOUT` passes (killing it).
 pub(crate) fn wait_ready(

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{
-    free_port, io_error, ping, start_process, wait_ready, START_ATTEMPTS, START_TIMEOUT,
-};
+use crate::process::{free_port, io_error, start_answering_ping, START_ATTEMPTS, START_TIMEOUT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -131,29 +129,15 @@ impl RedisServer {
             .args(&self.extra_args)
             .args(self.tls.iter().flat_map(|(tls, port)| tls.args(*port)))
             .stderr(Stdio::piped());
-        let mut child = start_process(
+        let port = self.port;
+        let child = start_answering_ping(
             &mut command,
             &binary,
             "Redis",
             "redis-server",
             REDIS_SERVER_ENV,
-        )?;
-        let port = self.port;
-        wait_ready(
-            &mut child,
-            || ping(port, Duration::from_millis(200)),
-            |child, status| {
-                let mut stderr = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    let _ = s.read_to_string(&mut stderr);
-                }
-                format!(
-                    "redis-server on port {port} exited with {status}: {}{}",
-                    stderr.trim(),
-                    self.log().trim()
-                )
-            },
-            &format!("redis-server on port {port} did not answer PING"),
+            port,
+            || self.log(),
         )?;
         self.child = Some(child);
         Ok(())

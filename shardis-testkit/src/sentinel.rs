@@ -1,12 +1,11 @@
 //! A running local `redis-sentinel`, started from the deploy template
 //! (`deploy/sentinel/sentinel.conf`) with the test's own primaries.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{free_port, io_error, ping, start_process, wait_ready, START_ATTEMPTS};
+use crate::process::{free_port, io_error, start_answering_ping, START_ATTEMPTS};
 use crate::{Error, ErrorKind, Result};
 
 /// The environment variable that overrides the `redis-sentinel` binary.
@@ -139,29 +138,15 @@ impl RedisSentinel {
             .arg(&log)
             .args(&self.extra)
             .stderr(Stdio::piped());
-        let mut child = start_process(
+        let port = self.port;
+        let child = start_answering_ping(
             &mut command,
             &binary,
             "Redis Sentinel",
             "redis-sentinel",
             REDIS_SENTINEL_ENV,
-        )?;
-        let port = self.port;
-        wait_ready(
-            &mut child,
-            || ping(port, Duration::from_millis(200)),
-            |child, status| {
-                let mut stderr = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    let _ = s.read_to_string(&mut stderr);
-                }
-                format!(
-                    "redis-sentinel on port {port} exited with {status}: {}{}",
-                    stderr.trim(),
-                    self.log().trim()
-                )
-            },
-            &format!("redis-sentinel on port {port} did not answer PING"),
+            port,
+            || self.log(),
         )?;
         self.child = Some(child);
         Ok(())
