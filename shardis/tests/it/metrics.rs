@@ -535,26 +535,7 @@ async fn a_sentinel_switch_is_counted() {
         .query_async(&mut replica)
         .await
         .unwrap();
-    let mut con = redis::Client::open(sentinel.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SENTINEL")
-        .arg("REMOVE")
-        .arg("m")
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SENTINEL")
-        .arg("MONITOR")
-        .arg("m")
-        .arg("127.0.0.1")
-        .arg(new_port)
-        .arg(1)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    crate::sentinel::monitor_instead(&sentinel, "m", new_port).await;
     until("the switch is counted", || switches() == 1).await;
     // Only the master moving counts: later answers naming the same primary add nothing.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -57,6 +57,31 @@ async fn client(sentinels: &[RedisSentinel]) -> Client {
         .expect("client over a Sentinel shard builds")
 }
 
+/// Tells `sentinel` to monitor `master` at `127.0.0.1:port` instead (quorum 1): the master
+/// moved without a failover, hence without `+switch-master`.
+pub(crate) async fn monitor_instead(sentinel: &RedisSentinel, master: &str, port: u16) {
+    let mut con = redis::Client::open(sentinel.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("REMOVE")
+        .arg(master)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg(master)
+        .arg("127.0.0.1")
+        .arg(port)
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
 /// The shard's primary in the client's table, `host:port`.
 async fn primary_of(client: &Client) -> String {
     let status = client.status().await;
@@ -279,26 +304,7 @@ async fn a_down_sentinel_is_skipped_and_a_missed_switch_is_found_by_asking_again
         .unwrap();
     let mut events = client.events();
     for s in &sentinels[1..] {
-        let mut con = redis::Client::open(s.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let _: () = redis::cmd("SENTINEL")
-            .arg("REMOVE")
-            .arg(MASTER)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        let _: () = redis::cmd("SENTINEL")
-            .arg("MONITOR")
-            .arg(MASTER)
-            .arg("127.0.0.1")
-            .arg(new_port)
-            .arg(1)
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        monitor_instead(s, MASTER, new_port).await;
     }
     let new = format!("127.0.0.1:{new_port}");
     let event = wait_event(&mut events, Duration::from_secs(10), |e| {
