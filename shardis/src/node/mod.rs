@@ -78,6 +78,25 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// The redis-rs client of `endpoint`: with `tls`'s settings for a `rediss://` one (an error
+/// without them).
+pub(crate) fn client_for(endpoint: &Endpoint, tls: Option<&TlsMaterial>) -> Result<redis::Client> {
+    match tls {
+        Some(material) if endpoint.is_tls() => material.client(endpoint),
+        _ if endpoint.is_tls() => Err(Error::new(
+            ErrorKind::Tls,
+            "no TLS settings for a rediss:// endpoint",
+        )),
+        _ => redis::Client::open(endpoint.secret_url()).map_err(|e| {
+            // The redis-rs message may quote the URL; replace it with our own words.
+            Error::new(
+                ErrorKind::Config,
+                format!("redis-rs rejected the endpoint: {:?}", e.kind()),
+            )
+        }),
+    }
+}
+
 impl Node {
     /// Creates the node and starts its pool filling in the background; never blocks on I/O.
     /// `tls` is the build's TLS material, for a `rediss://` endpoint.
@@ -88,25 +107,7 @@ impl Node {
         tls: Option<&TlsMaterial>,
     ) -> Result<Node> {
         let label: Arc<str> = Arc::from(endpoint.label());
-        let client = match tls {
-            Some(material) if endpoint.is_tls() => material
-                .client(&endpoint)
-                .map_err(|e| e.with_endpoint(&label))?,
-            _ if endpoint.is_tls() => {
-                return Err(
-                    Error::new(ErrorKind::Tls, "no TLS settings for a rediss:// endpoint")
-                        .with_endpoint(&label),
-                )
-            }
-            _ => redis::Client::open(endpoint.secret_url()).map_err(|e| {
-                // The redis-rs message may quote the URL; replace it with our own words.
-                Error::new(
-                    ErrorKind::Config,
-                    format!("redis-rs rejected the endpoint: {:?}", e.kind()),
-                )
-                .with_endpoint(&label)
-            })?,
-        };
+        let client = client_for(&endpoint, tls).map_err(|e| e.with_endpoint(&label))?;
         let last_error = Arc::new(Mutex::new(None));
         let generation = Arc::new(AtomicU64::new(0));
         let address = (endpoint.host().to_owned(), endpoint.port());

@@ -8,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::node::client_for;
 use crate::pool;
 use crate::tls::TlsMaterial;
 use crate::topology::{Endpoint, SentinelSource};
@@ -153,18 +154,6 @@ async fn check_primary(
     }
 }
 
-/// The redis-rs client of `ep`: with `tls`'s settings for a `rediss://` one.
-pub(super) fn client(ep: &Endpoint, tls: Option<&TlsMaterial>) -> Result<redis::Client> {
-    match tls {
-        Some(material) if ep.is_tls() => material.client(ep),
-        _ if ep.is_tls() => Err(Error::new(
-            ErrorKind::Tls,
-            "no TLS settings for a rediss:// endpoint",
-        )),
-        _ => redis::Client::open(ep.connection_info()?).map_err(Error::from_redis),
-    }
-}
-
 /// A connection to `ep`, connect and replies each bounded by `timeout`. A failure is
 /// explained as the request path explains it (a TLS port reached in plain, or the reverse).
 pub(super) async fn connect(
@@ -175,7 +164,7 @@ pub(super) async fn connect(
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let client = client(ep, tls)?;
+    let client = client_for(ep, tls)?;
     let attempt = client.get_multiplexed_async_connection_with_config(&config);
     let e = match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(con)) => return Ok(con),

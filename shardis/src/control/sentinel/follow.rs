@@ -88,7 +88,7 @@ async fn subscribe(
                 true => Some(TlsMaterial::load(&tls).ok()?),
                 false => None,
             };
-            let client = super::ask::client(&sentinel, material.as_ref()).ok()?;
+            let client = crate::node::client_for(&sentinel, material.as_ref()).ok()?;
             let mut pubsub = client.get_async_pubsub().await.ok()?;
             pubsub.subscribe(&CHANNELS[..]).await.ok()?;
             Some(pubsub)
