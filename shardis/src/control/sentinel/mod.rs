@@ -72,6 +72,14 @@ impl Follow {
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Records `answer` as the one in force, clearing the last failure.
+    fn answered(&self, answer: &Answer) {
+        let mut known = self.known();
+        known.sentinel = Some(answer.sentinel.clone());
+        known.primary = Some(answer.primary.label());
+        known.error = None;
+    }
 }
 
 /// A Sentinel-managed shard as [`Client::status`](crate::Client::status) reports it.
@@ -219,10 +227,7 @@ impl Shared {
                 }
             };
             if let Some((_, a)) = answers.iter().find(|(n, _)| n == name) {
-                let mut known = follow.known();
-                known.sentinel = Some(a.sentinel.clone());
-                known.primary = Some(a.primary.label());
-                known.error = None;
+                follow.answered(a);
             }
         }
     }
@@ -293,12 +298,7 @@ impl Shared {
                 return;
             }
         };
-        {
-            let mut known = follow.known();
-            known.sentinel = Some(answer.sentinel.clone());
-            known.primary = Some(answer.primary.label());
-            known.error = None;
-        }
+        follow.answered(&answer);
         let mut control = self.control.lock().await;
         // A reload may have replaced the shard's source meanwhile.
         if control
