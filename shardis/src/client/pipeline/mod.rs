@@ -81,7 +81,7 @@ impl Client {
             }
         }
         if commands.is_empty() {
-            return complete(pipe, empty_replies(pipe), &[], &[], None);
+            return complete(pipe, empty_replies(pipe), &[], &|_| None, None);
         }
         let table = self.shared.router.load();
         let locate = |key: &[u8]| table.shard_index(key);
@@ -125,12 +125,12 @@ impl Client {
                 .add(batch, reply?)
                 .map_err(|e| e.with_shard(shard))?;
         }
-        let names: Vec<&str> = gathered
-            .shards
-            .iter()
-            .map(|&s| table.shards().get(s).map_or("", |r| r.name.as_str()))
-            .collect();
-        complete(pipe, gathered.replies, &commands, &names, None)
+        let shards = gathered.shards;
+        let name = |i: usize| {
+            let shard = *shards.get(i)?;
+            Some(table.shards().get(shard).map_or("", |r| r.name.as_str()))
+        };
+        complete(pipe, gathered.replies, &commands, &name, None)
     }
 
     /// An atomic pipeline: `MULTI`/`EXEC` on the one shard of its keys.
@@ -170,8 +170,8 @@ impl Client {
             Value::Nil => vec![Value::Nil],
             items => vec![items],
         };
-        let names = vec![route.name.as_str(); commands.len()];
-        complete(pipe, replies, commands, &names, Some(route.name.as_str()))
+        let shard = route.name.as_str();
+        complete(pipe, replies, commands, &|_| Some(shard), Some(shard))
     }
 
     /// The error of a request when no shard takes keys (every shard ejected).
@@ -199,12 +199,13 @@ fn empty_replies(pipe: &Pipeline) -> Vec<Value> {
 /// Lets the caller's pipeline complete the call from `replies` (in its order; a transaction's
 /// as the one `EXEC` reply), as redis-rs would from a connection: ignored commands left out,
 /// error replies failing the call unless it has `ignore_errors()`, conversion to `T`. An error
-/// reply is reported with its command's index and name and the shard that answered it.
-fn complete<T: FromRedisValue>(
+/// reply is reported with its command's index and name and the shard that answered it
+/// (`shard_of`, asked only then).
+fn complete<'s, T: FromRedisValue>(
     pipe: &Pipeline,
     replies: Vec<Value>,
     commands: &[CommandKeys<'_>],
-    shards: &[&str],
+    shard_of: &dyn Fn(usize) -> Option<&'s str>,
     transaction_shard: Option<&str>,
 ) -> Result<T> {
     let mut replay = Replay(Some(replies));
@@ -229,7 +230,7 @@ fn complete<T: FromRedisValue>(
         };
         match first {
             Some((i, server)) => {
-                let shard = shards.get(i).copied().or(transaction_shard).unwrap_or("");
+                let shard = shard_of(i).or(transaction_shard).unwrap_or("");
                 let name = commands.get(i).map(|c| c.shown()).unwrap_or_default();
                 Error::new(
                     ErrorKind::Server,

@@ -114,9 +114,11 @@ impl Plan {
                 }
             }
         };
-        // `(batch, command, part, read)` of every piece, in pipeline order; one allocation for
-        // a pipeline without split commands.
-        let mut slots: Vec<(usize, usize, Part, bool)> = Vec::with_capacity(commands.len());
+        // First each command's batch (`u32::MAX`: a split command, whose parts are apart), then
+        // each batch's pieces sized exactly and filled in pipeline order: a pipeline without
+        // split commands allocates one small index per command here.
+        let mut owner: Vec<u32> = Vec::with_capacity(commands.len());
+        let mut splits: Vec<(usize, usize, Part)> = Vec::new();
         for (i, c) in commands.iter().enumerate() {
             if c.positions.is_empty() {
                 return Err(Error::invalid_input(format!(
@@ -136,8 +138,9 @@ impl Plan {
                         }
                     }
                     for (shard, keys) in parts {
-                        slots.push((batch_of(shard), i, Part::Split(split, keys), c.read));
+                        splits.push((batch_of(shard), i, Part::Split(split, keys)));
                     }
+                    owner.push(u32::MAX);
                 }
                 None => {
                     let shard = if c.positions.len() == 1 {
@@ -146,21 +149,32 @@ impl Plan {
                         let what = || format!("query_pipeline: command {i} ({})", c.shown());
                         one_shard(&what, c.keys(), at)?.unwrap_or_default()
                     };
-                    slots.push((batch_of(shard), i, Part::Whole, c.read));
+                    owner.push(batch_of(shard) as u32);
                 }
             }
         }
-        // Each batch's pieces sized exactly before they are filled.
         let mut counts = vec![0usize; batches.len()];
-        for (b, ..) in &slots {
+        for &b in owner.iter().filter(|&&b| b != u32::MAX) {
+            counts[b as usize] += 1;
+        }
+        for (b, ..) in &splits {
             counts[*b] += 1;
         }
         for (batch, n) in batches.iter_mut().zip(counts) {
             batch.pieces.reserve_exact(n);
         }
-        for (b, i, part, read) in slots {
-            batches[b].pieces.push((i, part));
-            batches[b].read &= read;
+        let mut splits = splits.into_iter().peekable();
+        for (i, (&b, c)) in owner.iter().zip(commands).enumerate() {
+            if b != u32::MAX {
+                let batch = &mut batches[b as usize];
+                batch.pieces.push((i, Part::Whole));
+                batch.read &= c.read;
+                continue;
+            }
+            while let Some((b, _, part)) = splits.next_if(|(_, j, _)| *j == i) {
+                batches[b].pieces.push((i, part));
+                batches[b].read &= c.read;
+            }
         }
         batches.sort_by_key(|b| b.shard);
         Ok(Plan { batches })
