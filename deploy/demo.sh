@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: installs redis-server if missing, then runs `shardis demo`, which starts three
+# The main job: installs what is missing (deploy/install-deps.sh), then runs `shardis demo`, which starts three
 # local redis-servers, writes keys through the client, shows their spread, reads them back and
 # stops the servers. Extra arguments go to `shardis demo` (e.g. `--keys 50000`, `--format json`).
 set -euo pipefail

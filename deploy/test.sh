@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: installs redis-server and nutcracker if missing, then runs every unit,
-# integration and doc test against real local redis-server processes.
+# The test suite: installs what is missing (deploy/install-deps.sh: redis-server, redis-sentinel,
+# nutcracker, openssl...), then runs every unit, integration and doc test against real local processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
