@@ -32,8 +32,10 @@ pub(crate) use probe::ServerRole;
 pub(crate) enum Request<'a> {
     /// One command; an error reply is an error.
     Cmd(&'a Cmd),
-    /// A pipeline: its replies come back as one array, error replies inside it (the pipeline
-    /// must be built with `ignore_errors`); a transaction's as the `EXEC` reply.
+    /// A pipeline: the reply of every command (ignored ones too) comes back as one array, error
+    /// replies inside it, as the server sent them; nothing of the pipeline's own completion
+    /// (`.ignore()`, `ignore_errors`) is applied. A transaction (which must be built with
+    /// `ignore_errors`) is answered the `EXEC` reply.
     Pipeline(&'a Pipeline),
     /// A script: `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` and the call once more.
     #[cfg(feature = "scripts")]
@@ -314,7 +316,16 @@ impl Node {
         let mut conn = self.connection().await?;
         let reply = match request {
             Request::Cmd(cmd) => cmd.query_async::<Value>(&mut conn.inner).await,
-            Request::Pipeline(pipe) => pipe.query_async::<Value>(&mut conn.inner).await,
+            Request::Pipeline(pipe) if pipe.is_transaction() => {
+                pipe.query_async::<Value>(&mut conn.inner).await
+            }
+            Request::Pipeline(pipe) => {
+                use redis::aio::ConnectionLike;
+                conn.inner
+                    .req_packed_commands(pipe, 0, pipe.len())
+                    .await
+                    .map(Value::Array)
+            }
             #[cfg(feature = "scripts")]
             Request::Script(call) => call.invoke_async::<Value>(&mut conn.inner).await,
         };

@@ -360,3 +360,62 @@ async fn a_down_shard_fails_only_pipelines_with_commands_for_it_and_reads_fail_o
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_on_one_shard_runs_there_alone_with_ignore_and_errors_as_redis_rs() {
+    let servers = servers(3);
+    let client = tagged_client(&servers).await;
+    let owner: usize = client
+        .locate("{cart:9}")
+        .to_string()
+        .trim_start_matches("shard-")
+        .parse()
+        .unwrap();
+    reset_stats(&servers).await;
+    let mut pipe = redis::pipe();
+    pipe.set("{cart:9}:a", "1")
+        .ignore()
+        .incr("{cart:9}:n", 2)
+        .get("{cart:9}:a")
+        .rpush("{cart:9}:items", "x")
+        .ignore()
+        .get("{cart:9}:missing");
+    let (n, a, missing): (i64, String, Option<String>) =
+        client.query_pipeline(&pipe).await.unwrap();
+    assert_eq!((n, a.as_str(), missing), (2, "1", None));
+    for (j, s) in servers.iter().enumerate() {
+        let mut ran = commands_run(s).await;
+        ran.sort();
+        if j == owner {
+            assert_eq!(ran, ["get", "incrby", "rpush", "set"], "shard {j}");
+        } else {
+            assert!(ran.is_empty(), "shard {j} ran {ran:?}");
+        }
+    }
+
+    // An error reply fails the call naming its command and shard; the others ran.
+    let mut pipe = redis::pipe();
+    pipe.set("{cart:9}:b", "2")
+        .incr("{cart:9}:items", 1)
+        .get("{cart:9}:b");
+    let e = client
+        .query_pipeline::<Value>(&pipe)
+        .await
+        .expect_err("WRONGTYPE");
+    assert_eq!(e.server_code(), Some("WRONGTYPE"), "{e}");
+    assert_eq!(e.shard(), Some(format!("shard-{owner}").as_str()), "{e}");
+    assert!(e.to_string().contains("command 1 (INCRBY)"), "{e}");
+    assert_eq!(client.get::<_, String>("{cart:9}:b").await.unwrap(), "2");
+
+    // With ignore_errors(), every reply in place, the error among them.
+    pipe.ignore_errors();
+    let replies: Vec<redis::RedisResult<Value>> = client.query_pipeline(&pipe).await.unwrap();
+    assert_eq!(replies.len(), 3);
+    assert!(replies[0].is_ok() && replies[1].is_err() && replies[2].is_ok());
+
+    // A split command on one shard is still split per shard (here: one part), and answered whole.
+    let mut pipe = redis::pipe();
+    pipe.mget(&["{cart:9}:a", "{cart:9}:b", "{cart:9}:none"]);
+    let (all,): (Vec<Option<String>>,) = client.query_pipeline(&pipe).await.unwrap();
+    assert_eq!(all, [Some("1".to_owned()), Some("2".to_owned()), None]);
+}

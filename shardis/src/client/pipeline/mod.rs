@@ -20,7 +20,7 @@ use crate::router::RoutingTable;
 
 pub(crate) mod plan;
 
-use plan::{one_shard, sub_pipeline, Gathered, Placement, Plan};
+use plan::{one_shard, sub_pipeline, Gathered, Part, Placement, Plan};
 
 impl Client {
     /// Runs a `redis::Pipeline` over the shards: each command is routed by its keys, one
@@ -101,13 +101,24 @@ impl Client {
             }
             other => other?,
         };
-        let subs = plan
-            .batches
-            .iter()
-            .map(|b| sub_pipeline(b, &commands, &originals))
-            .collect::<Result<Vec<_>>>()?;
+        // A pipeline whose every command goes whole to one shard (keys sharing a hash tag, a
+        // one-shard fleet) is sent as it is: no copy of its commands.
+        let whole_to_one = plan.batches.len() == 1
+            && plan.batches[0]
+                .pieces
+                .iter()
+                .all(|(_, part)| *part == Part::Whole);
+        let subs = if whole_to_one {
+            Vec::new()
+        } else {
+            plan.batches
+                .iter()
+                .map(|b| sub_pipeline(b, &commands, &originals))
+                .collect::<Result<Vec<_>>>()?
+        };
         let table = &table;
-        let sends = plan.batches.iter().zip(&subs).map(|(batch, sub)| {
+        let sends = plan.batches.iter().enumerate().map(|(i, batch)| {
+            let sub = subs.get(i).unwrap_or(pipe);
             let route = &table.shards()[batch.shard];
             let access = if batch.read {
                 Access::Read

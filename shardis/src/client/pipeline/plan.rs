@@ -181,8 +181,8 @@ impl Plan {
     }
 }
 
-/// The pipeline one shard runs for `batch`, built with `ignore_errors` so that error replies
-/// come back in place.
+/// The pipeline one shard runs for `batch` (its replies come back each in place, errors too:
+/// see `Request::Pipeline`).
 pub(crate) fn sub_pipeline(
     batch: &Batch,
     commands: &[CommandKeys<'_>],
@@ -215,7 +215,6 @@ pub(crate) fn sub_pipeline(
             }
         }
     }
-    pipe.ignore_errors();
     Ok(pipe)
 }
 
