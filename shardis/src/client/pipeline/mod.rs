@@ -56,6 +56,9 @@ impl Client {
     ///   command for it. A shard whose commands all read follows the read policy like
     ///   [`query_read`](Self::query_read) (it may be answered by a replica, and retried on the
     ///   other endpoint after a connection failure).
+    /// - **Cost**: each shard's commands are copied into a pipeline of their own (redis-rs
+    ///   sends only whole pipelines); a pipeline whose commands all go whole to one shard (keys
+    ///   sharing a hash tag) is sent as it is, without the copy.
     /// - **Transactions** (`pipe.atomic()`): the keys of every command must be on one shard,
     ///   else [`ErrorKind::CrossShard`] names two keys and their shards before anything is
     ///   sent. The pipeline runs as `MULTI`/`EXEC` on that shard's primary, written as one
