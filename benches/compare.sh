@@ -26,35 +26,13 @@ bin=${CARGO_TARGET_DIR:-target}/release/shardis
 workloads=${WORKLOADS:-getset mget}
 nutcracker=$(command -v nutcracker || echo /usr/sbin/nutcracker)
 
-work=$(mktemp -d)
-cleanup() {
-  for pid in "$work"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
-  # The servers may still be writing their logs as they exit.
-  sleep 0.5
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() {
-  while :; do
-    local p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
+. benches/lib.sh
+bench_work
 
 servers=()
 for i in 1 2 3 4; do
   p=$(free_port)
-  redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
-    --dir "$work" --pidfile "$work/redis-$p.pid" --logfile "$work/redis-$p.log"
-  wait_port "$p"
+  start_redis "$p"
   servers+=("$p")
 done
 proxy_port=$(free_port)

@@ -17,27 +17,9 @@ deploy/install-deps.sh
 cargo build --release --quiet --bin shardis
 bin=${CARGO_TARGET_DIR:-target}/release/shardis
 
-work=$(mktemp -d)
-cleanup() {
-  for pid in "$work"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
-  sleep 0.5  # the servers write their last log lines as they go
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/lib.sh
+bench_work
 
-free_port() {
-  while :; do
-    local p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
 # Prints how many shardis_ sample lines a GET /metrics on port $1 returns.
 scrape() {
   exec 3<>"/dev/tcp/127.0.0.1/$1"
@@ -48,9 +30,7 @@ scrape() {
 
 for i in 1 2 3; do
   p=$(free_port)
-  redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
-    --dir "$work" --pidfile "$work/redis-$p.pid" --logfile "$work/redis-$p.log"
-  wait_port "$p"
+  start_redis "$p"
   { echo "[[shards]]"; echo "name = \"cache-$i\""; echo "primary = \"redis://127.0.0.1:$p\""; } \
     >> "$work/shardis.toml"
 done

@@ -19,20 +19,8 @@ if [ -z "${SHARDIS_BIN:-}" ]; then
 fi
 bin=${SHARDIS_BIN:-${CARGO_TARGET_DIR:-target}/release/shardis}
 
-work=$(mktemp -d)
-cleanup() {
-  for pid in "$work"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
-  sleep 0.5
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() {
-  while :; do
-    local p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo $p; return; fi
-  done
-}
+. benches/lib.sh
+bench_work
 
 # A CA and a server certificate for 127.0.0.1.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=shardis bench CA" \
