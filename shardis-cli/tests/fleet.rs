@@ -3,24 +3,13 @@
 
 #[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::process::Command;
 
 use common::*;
-
-fn shardis(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
-        .args(args)
-        .output()
-        .expect("run shardis");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::shardis;
 
 fn config(servers: &[shardis_testkit::RedisServer]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();

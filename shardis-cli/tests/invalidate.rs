@@ -4,24 +4,13 @@
 
 #[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::Write;
-use std::process::Command;
 
 use common::*;
 use shardis::cache::Cache;
-
-fn shardis(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
-        .args(args)
-        .output()
-        .expect("run shardis");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::shardis;
 
 fn json(args: &[&str]) -> serde_json::Value {
     let (code, out, err) = shardis(args);

@@ -3,26 +3,15 @@
 
 #[path = "../../shardis/tests/it/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 use shardis_testkit::RedisServer;
-
-fn shardis(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
-        .args(args)
-        .output()
-        .expect("run shardis");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::shardis;
 
 /// The fleet of these tests: `a` (primary and replica, 100 keys), `b` (weight 3, 50 keys),
 /// `hung` (SIGSTOPped) and `dead` (killed).

@@ -92,7 +92,7 @@ async fn concurrent_callers_of_one_missing_key_run_the_loader_once() {
     }
     assert_eq!(calls.get(), 1);
     assert_eq!(rec.counter(CACHE_LOADS_TOTAL, &[("outcome", "ok")]), 1);
-    assert_eq!(rec.observations(CACHE_LOAD_DURATION_SECONDS), 1);
+    assert_eq!(rec.observations(CACHE_LOAD_DURATION_SECONDS, &[]), 1);
     assert!(rec.counter(CACHE_WAITS_TOTAL, &[("source", "in_process")]) >= 1);
     // Stored: the next caller hits.
     let v = cache

@@ -12,19 +12,6 @@ use redis::Value;
 use shardis::{Client, ErrorKind};
 use shardis_testkit::RedisServer;
 
-/// `calls` of one command in `INFO commandstats` (0 if never called).
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    server
-        .info_field("commandstats", &format!("cmdstat_{command}"))
-        .expect("INFO commandstats")
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|f| f.strip_prefix("calls="))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A server that logs every command with its arguments in its slow log.
 fn logging_server() -> RedisServer {
     RedisServer::start_with(&[
@@ -267,14 +254,7 @@ async fn a_failing_endpoint_fails_each_merged_caller_with_its_own_error() {
 #[tokio::test]
 async fn a_non_string_key_reads_as_nil_when_merged_and_query_is_never_merged() {
     let servers = servers(1);
-    let client = builder(&servers)
-        .coalesce_reads(true)
-        .build()
-        .await
-        .unwrap();
-    let mut hset = redis::cmd("HSET");
-    hset.arg("h").arg("f").arg("v");
-    let _: i64 = client.query("h", &hset).await.unwrap();
+    let client = client_with_hash_h(&servers, true).await;
     // Inside MGET a hash reads as nil: with coalescing, `get` is always an MGET.
     let v: Option<String> = client.get("h").await.unwrap();
     assert_eq!(v, None);

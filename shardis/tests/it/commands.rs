@@ -144,14 +144,7 @@ async fn server_and_type_errors_are_typed() {
     let servers = servers(1);
     // Without read coalescing `get` sends GET, which answers WRONGTYPE for a hash (merged into
     // MGET it would read as nil: tests/it/coalesce.rs).
-    let client = builder(&servers)
-        .coalesce_reads(false)
-        .build()
-        .await
-        .unwrap();
-    let mut hset = redis::cmd("HSET");
-    hset.arg("h").arg("f").arg("v");
-    let _: i64 = client.query("h", &hset).await.unwrap();
+    let client = client_with_hash_h(&servers, false).await;
     let err = client.get::<_, Option<String>>("h").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server);
     assert_eq!(err.server_code(), Some("WRONGTYPE"));

@@ -80,13 +80,7 @@ async fn a_request_slow_by_its_size_does_not_mark_a_healthy_endpoint_down() {
 async fn a_connection_that_went_silent_is_retired_and_replaced() {
     let server = RedisServer::start().unwrap();
     let proxy = TcpProxy::start(server.port()).unwrap();
-    let client = Client::builder()
-        .shard("s", proxy.url())
-        .health(fast_health())
-        .response_timeout(Duration::from_millis(100))
-        .build()
-        .await
-        .unwrap();
+    let client = fast_client("s", proxy.url(), Duration::from_millis(100)).await;
     client.set("k", "v").await.unwrap();
     // Every open connection (requests and probes) goes silent; the server is fine.
     proxy.freeze();

@@ -13,20 +13,6 @@ use std::time::Duration;
 
 use common::*;
 use shardis::{Client, HedgeAfter, ReadFrom, ShardSpec};
-use shardis_testkit::RedisServer;
-
-/// `calls` of one command in `INFO commandstats` (0 if never called).
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    server
-        .info_field("commandstats", &format!("cmdstat_{command}"))
-        .expect("INFO commandstats")
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|f| f.strip_prefix("calls="))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A client of one shard (primary and replica) reading `primary_then_replica`, hedging as
 /// `hedge` says, with no probe during the test and a response timeout of `response`.

@@ -6,7 +6,7 @@
 //! tests run in parallel like separate binaries did.
 
 mod common;
-#[cfg(feature = "cache")]
+#[cfg(any(feature = "cache", feature = "metrics"))]
 mod support;
 
 mod acl;

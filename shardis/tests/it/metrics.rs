@@ -8,118 +8,15 @@
 #![cfg(feature = "metrics")]
 
 use crate::common;
+use crate::support;
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::registry::{AtomicStorage, Registry};
 use shardis::metrics::*;
 use shardis::{Client, ErrorKind, OnPrimaryDown, ReadFrom, ShardSpec};
 use shardis_testkit::RedisServer;
-
-/// What the library recorded, readable at any time.
-struct Recorded {
-    registry: Registry<Key, AtomicStorage>,
-    descriptions: Mutex<HashMap<String, String>>,
-}
-
-impl Recorded {
-    fn new() -> Recorded {
-        Recorded {
-            registry: Registry::atomic(),
-            descriptions: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn describe(&self, key: KeyName, description: SharedString) {
-        let mut d = self.descriptions.lock().unwrap();
-        d.insert(key.as_str().to_owned(), description.to_string());
-    }
-
-    /// The sum of the counters named `name` whose labels include every pair of `labels`.
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.registry
-            .get_counter_handles()
-            .iter()
-            .filter(|(k, _)| matches(k, name, labels))
-            .map(|(_, c)| c.load(Ordering::SeqCst))
-            .sum()
-    }
-
-    /// The value of the one gauge named `name` with labels including `labels`.
-    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<f64> = self
-            .registry
-            .get_gauge_handles()
-            .iter()
-            .filter(|(k, _)| matches(k, name, labels))
-            .map(|(_, g)| f64::from_bits(g.load(Ordering::SeqCst)))
-            .collect();
-        assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
-        found.first().copied()
-    }
-
-    /// How many values the histograms named `name` with `labels` hold.
-    fn observations(&self, name: &str, labels: &[(&str, &str)]) -> usize {
-        self.registry
-            .get_histogram_handles()
-            .iter()
-            .filter(|(k, _)| matches(k, name, labels))
-            .map(|(_, h)| h.data().len())
-            .sum()
-    }
-
-    /// Every label of every metric, rendered `name{key=value}`.
-    fn rendered_labels(&self) -> Vec<String> {
-        let keys = self
-            .registry
-            .get_counter_handles()
-            .into_keys()
-            .chain(self.registry.get_gauge_handles().into_keys())
-            .chain(self.registry.get_histogram_handles().into_keys());
-        keys.flat_map(|k| {
-            k.labels()
-                .map(|l| format!("{}{{{}={}}}", k.name(), l.key(), l.value()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-    }
-}
-
-fn matches(key: &Key, name: &str, labels: &[(&str, &str)]) -> bool {
-    key.name() == name
-        && labels
-            .iter()
-            .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
-}
-
-impl Recorder for Recorded {
-    fn describe_counter(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
-        self.describe(key, description);
-    }
-    fn describe_gauge(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
-        self.describe(key, description);
-    }
-    fn describe_histogram(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
-        self.describe(key, description);
-    }
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.registry
-            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        self.registry
-            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.registry
-            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
-    }
-}
+use support::Recorded;
 
 /// The labels of `shardis_requests_total`.
 fn req<'a>(
@@ -205,13 +102,7 @@ async fn a_hung_server_counts_a_timeout_then_unavailable_and_goes_to_zero() {
     let rec = Recorded::new();
     let _guard = metrics::set_default_local_recorder(&rec);
     let server = RedisServer::start().unwrap();
-    let client = Client::builder()
-        .shard("hung", server.url())
-        .health(fast_health())
-        .response_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .unwrap();
+    let client = fast_client("hung", server.url(), Duration::from_millis(300)).await;
     client.set("k", "v").await.unwrap();
     let endpoint = format!("127.0.0.1:{}", server.port());
     let up = [
@@ -428,7 +319,7 @@ async fn no_label_carries_a_password_and_every_metric_is_described() {
     }
     assert!(labels.contains(&format!("{ENDPOINT_UP}{{endpoint={endpoint}}}")));
 
-    let described = rec.descriptions.lock().unwrap().clone();
+    let described = rec.descriptions();
     for name in [
         REQUESTS_TOTAL,
         REQUEST_DURATION_SECONDS,

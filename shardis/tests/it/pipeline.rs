@@ -12,33 +12,6 @@ use redis::{Cmd, Value};
 use shardis::{Client, ErrorKind};
 use shardis_testkit::RedisServer;
 
-/// The `cmdstat_*` names of the commands a server has run since its last `CONFIG RESETSTAT`.
-async fn commands_run(server: &RedisServer) -> Vec<String> {
-    let mut conn = direct(server).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|l| l.strip_prefix("cmdstat_"))
-        .filter_map(|l| l.split(':').next())
-        .filter(|c| *c != "role" && *c != "info" && *c != "config|resetstat" && *c != "ping")
-        .map(str::to_owned)
-        .collect()
-}
-
-async fn reset_stats(servers: &[RedisServer]) {
-    for s in servers {
-        let mut conn = direct(s).await;
-        let () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut conn)
-            .await
-            .expect("CONFIG RESETSTAT");
-    }
-}
-
 /// A random command over a small key space, and whether to `.ignore()` it.
 fn random_command(rng: &mut fastrand::Rng) -> Cmd {
     let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u32(0..40));
@@ -263,7 +236,7 @@ async fn an_atomic_pipeline_runs_on_one_shard_all_or_nothing() {
         .parse()
         .unwrap();
     for (j, s) in servers.iter().enumerate() {
-        let mut ran = commands_run(s).await;
+        let mut ran = commands_run(s, BACKGROUND_COMMANDS).await;
         ran.sort();
         if j == owner {
             assert_eq!(ran, ["exec", "multi", "set"], "shard {j}");
@@ -301,7 +274,7 @@ async fn cross_shard_transactions_are_refused_before_anything_is_sent() {
     // Nothing reached any server: no SET, no MULTI, not even the valid part.
     tokio::time::sleep(Duration::from_millis(50)).await;
     for s in &servers {
-        let ran = commands_run(s).await;
+        let ran = commands_run(s, BACKGROUND_COMMANDS).await;
         assert!(ran.is_empty(), "{} ran {ran:?}", s.url());
         assert_eq!(dbsize(s).await, 0);
     }
@@ -384,7 +357,7 @@ async fn a_pipeline_on_one_shard_runs_there_alone_with_ignore_and_errors_as_redi
         client.query_pipeline(&pipe).await.unwrap();
     assert_eq!((n, a.as_str(), missing), (2, "1", None));
     for (j, s) in servers.iter().enumerate() {
-        let mut ran = commands_run(s).await;
+        let mut ran = commands_run(s, BACKGROUND_COMMANDS).await;
         ran.sort();
         if j == owner {
             assert_eq!(ran, ["get", "incrby", "rpush", "set"], "shard {j}");

@@ -11,19 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use shardis::{Client, ShardSpec, Topology};
+use shardis::Client;
 use shardis_testkit::RedisServer;
-
-fn topology(servers: &[RedisServer]) -> Topology {
-    Topology::new(
-        servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ShardSpec::new(shard_name(i), s.url()))
-            .collect(),
-    )
-    .unwrap()
-}
 
 async fn warm_client(servers: &[RedisServer]) -> Client {
     builder(servers)

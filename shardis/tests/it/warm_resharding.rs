@@ -12,21 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use shardis::{Client, ShardSpec, Topology, Ttl};
+use shardis::{Client, Ttl};
 use shardis_testkit::RedisServer;
 
 const WINDOW: Duration = Duration::from_secs(60);
-
-fn topology(servers: &[RedisServer]) -> Topology {
-    Topology::new(
-        servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ShardSpec::new(shard_name(i), s.url()))
-            .collect(),
-    )
-    .unwrap()
-}
 
 async fn client_over(servers: &[RedisServer], warm: bool) -> Client {
     let b = builder(servers);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shardis::{Client, ClientBuilder};
+use shardis::{Client, ClientBuilder, ShardSpec, Topology};
 use shardis_testkit::RedisServer;
 
 /// Starts `n` isolated redis-servers, failing the test with a clear message if
@@ -45,6 +45,44 @@ pub async fn client(servers: &[RedisServer]) -> Client {
     builder(servers).build().await.expect("client builds")
 }
 
+/// A client of one shard `name` at `url` with fast probes (`fast_health`) and a response
+/// timeout of `response_timeout`.
+pub async fn fast_client(name: &str, url: String, response_timeout: Duration) -> Client {
+    Client::builder()
+        .shard(name, url)
+        .health(fast_health())
+        .response_timeout(response_timeout)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A client of `servers` with read coalescing as `coalesce_reads` says, after it stored a hash
+/// at `h` (`HSET h f v`, sent with `query`).
+pub async fn client_with_hash_h(servers: &[RedisServer], coalesce_reads: bool) -> Client {
+    let client = builder(servers)
+        .coalesce_reads(coalesce_reads)
+        .build()
+        .await
+        .unwrap();
+    let mut hset = redis::cmd("HSET");
+    hset.arg("h").arg("f").arg("v");
+    let _: i64 = client.query("h", &hset).await.unwrap();
+    client
+}
+
+/// The topology of one shard per server, named as `builder` names them.
+pub fn topology(servers: &[RedisServer]) -> Topology {
+    Topology::new(
+        servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ShardSpec::new(shard_name(i), s.url()))
+            .collect(),
+    )
+    .unwrap()
+}
+
 /// The first key `{prefix}{i}` that `client` places on `shard`.
 pub fn key_on(client: &Client, shard: &str, prefix: &str) -> String {
     (0..10_000)
@@ -69,6 +107,52 @@ pub async fn dbsize(server: &RedisServer) -> usize {
         .query_async(&mut conn)
         .await
         .expect("DBSIZE")
+}
+
+/// `calls` of one command in `INFO commandstats` (0 if never called).
+pub fn calls(server: &RedisServer, command: &str) -> u64 {
+    server
+        .info_field("commandstats", &format!("cmdstat_{command}"))
+        .expect("INFO commandstats")
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What a server runs that no test sends: the health probes (`PING`, `ROLE`) and the
+/// commands of `commands_run` and `reset_stats` themselves.
+pub const BACKGROUND_COMMANDS: &[&str] = &["role", "info", "config|resetstat", "ping"];
+
+/// The `cmdstat_*` names (`get`, `client|reply`, ...) of the commands a server has run since
+/// its last `CONFIG RESETSTAT`, but for those in `except`.
+pub async fn commands_run(server: &RedisServer, except: &[&str]) -> Vec<String> {
+    let mut conn = direct(server).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| l.split(':').next())
+        .filter(|c| !except.contains(c))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `CONFIG RESETSTAT` on every server: `commands_run` starts over.
+pub async fn reset_stats(servers: &[RedisServer]) {
+    for s in servers {
+        let mut conn = direct(s).await;
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG RESETSTAT");
+    }
 }
 
 /// Polls `check` every 20 ms until it is true or `limit` passes; returns whether it became true.

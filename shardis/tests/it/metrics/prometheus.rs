@@ -3,6 +3,7 @@
 //! This test alone uses the process's global recorder; the others install recorders of their
 //! own for their own threads, which take precedence, so nothing of theirs reaches this one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
