@@ -8,7 +8,7 @@ use std::time::Duration;
 use shardis::{Client, Config, ErrorKind};
 use shardis_testkit::RedisServer;
 
-use common::{eventually, write_file};
+use common::{connect, eventually, write_file};
 
 fn server(args: &[&str]) -> RedisServer {
     RedisServer::start_with(args).unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
@@ -20,11 +20,7 @@ async fn set_user(server: &RedisServer, admin_password: Option<&str>, name: &str
         Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", server.port()),
         None => server.url(),
     };
-    let mut conn = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("admin connection");
+    let mut conn = connect(&url).await;
     let () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg(name)
@@ -223,12 +219,7 @@ async fn defaults_give_every_shard_an_acl_users_password() {
         client.set(format!("k{i}"), i).await.unwrap();
     }
     for s in &servers {
-        let mut conn =
-            redis::Client::open(format!("redis://app:app-pass-1@127.0.0.1:{}", s.port()))
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .expect("app connection");
+        let mut conn = connect(&format!("redis://app:app-pass-1@127.0.0.1:{}", s.port())).await;
         let n: usize = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
         assert!(n > 0, "a shard got no key");
     }
@@ -261,11 +252,7 @@ async fn kill_clients(server: &RedisServer, password: &str) {
 }
 
 async fn admin(server: &RedisServer, password: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(format!("redis://:{password}@127.0.0.1:{}", server.port()))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("admin connection")
+    connect(&format!("redis://:{password}@127.0.0.1:{}", server.port())).await
 }
 
 #[tokio::test]
@@ -283,12 +270,11 @@ async fn the_deploy_recipe_serves_an_acl_user() {
         RedisServer::start_from_conf(&deploy.join("cache-shard.conf"), &["--aclfile", &acl_path])
             .unwrap_or_else(|e| panic!("cannot start redis-server from the recipe: {e}"));
     // The recipe's cache settings are in force.
-    let mut admin =
-        redis::Client::open(format!("redis://admin:admin-pass-1@127.0.0.1:{}", s.port()))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("admin connection");
+    let mut admin = connect(&format!(
+        "redis://admin:admin-pass-1@127.0.0.1:{}",
+        s.port()
+    ))
+    .await;
     let policy: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")

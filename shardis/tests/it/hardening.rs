@@ -218,11 +218,7 @@ async fn a_primary_that_is_a_replica_fails_writes_fast_and_says_why() {
         assert_eq!(err.kind(), ErrorKind::ShardUnavailable, "{err}");
     }
     // Fixed by an operator: the endpoint comes back after its recovery probes.
-    direct(&replica)
-        .await
-        .send_packed_command(redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
-        .await
-        .unwrap();
+    promote(&replica).await;
     let back = wait_event(&mut events, Duration::from_secs(5), |e| {
         matches!(e, Event::Health { to: Health::Up, .. })
     })

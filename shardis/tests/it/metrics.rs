@@ -419,13 +419,7 @@ async fn a_sentinel_switch_is_counted() {
 
     // The master moves to the replica and the sentinel is told so.
     let new_port = shard.replicas[0].port();
-    let mut replica = direct(&shard.replicas[0]).await;
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async(&mut replica)
-        .await
-        .unwrap();
+    promote(&shard.replicas[0]).await;
     crate::sentinel::monitor_instead(&sentinel, "m", new_port).await;
     until("the switch is counted", || switches() == 1).await;
     // Only the master moving counts: later answers naming the same primary add nothing.

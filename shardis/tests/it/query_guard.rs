@@ -135,11 +135,7 @@ async fn refused_select_leaves_every_write_in_db_0() {
     let mut in_db_0 = 0;
     for server in &servers {
         in_db_0 += dbsize(server).await;
-        let mut db_1 = redis::Client::open(format!("{}/1", server.url()))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut db_1 = connect(&format!("{}/1", server.url())).await;
         let n: usize = redis::cmd("DBSIZE").query_async(&mut db_1).await.unwrap();
         assert_eq!(n, 0, "db 1 of {} has keys", server.url());
     }

@@ -60,11 +60,7 @@ async fn client(sentinels: &[RedisSentinel]) -> Client {
 /// Tells `sentinel` to monitor `master` at `127.0.0.1:port` instead (quorum 1): the master
 /// moved without a failover, hence without `+switch-master`.
 pub(crate) async fn monitor_instead(sentinel: &RedisSentinel, master: &str, port: u16) {
-    let mut con = redis::Client::open(sentinel.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut con = common::connect(&sentinel.url()).await;
     let _: () = redis::cmd("SENTINEL")
         .arg("REMOVE")
         .arg(master)
@@ -288,13 +284,7 @@ async fn a_down_sentinel_is_skipped_and_a_missed_switch_is_found_by_asking_again
     // replica becomes the primary, the old primary its replica, and the sentinels are told
     // to monitor the new one.
     let new_port = shard.replicas[0].port();
-    let mut replica = common::direct(&shard.replicas[0]).await;
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async(&mut replica)
-        .await
-        .unwrap();
+    common::promote(&shard.replicas[0]).await;
     let mut primary = common::direct(&shard.primary).await;
     let _: () = redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
@@ -393,11 +383,7 @@ async fn a_sentinel_shard_lists_no_primary_and_hides_the_sentinel_password() {
 /// Sets the password of `sentinel`'s default user to `to` (authenticated with `from`).
 async fn set_sentinel_password(sentinel: &RedisSentinel, from: &str, to: &str) {
     let url = format!("redis://:{from}@127.0.0.1:{}", sentinel.port());
-    let mut con = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut con = common::connect(&url).await;
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")

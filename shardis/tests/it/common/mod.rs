@@ -93,11 +93,27 @@ pub fn key_on(client: &Client, shard: &str, prefix: &str) -> String {
 
 /// A plain redis-rs connection straight to one server, bypassing shardis.
 pub async fn direct(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
+    connect(&server.url()).await
+}
+
+/// A plain redis-rs connection to `url` (a server with a password or user, a database, a
+/// sentinel), bypassing shardis.
+pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
         .expect("url")
         .get_multiplexed_async_connection()
         .await
         .expect("direct connection")
+}
+
+/// Makes a replica a primary by hand (`REPLICAOF NO ONE`), as an operator would.
+pub async fn promote(server: &RedisServer) {
+    let () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut direct(server).await)
+        .await
+        .expect("REPLICAOF NO ONE");
 }
 
 /// `DBSIZE` of a server, asked directly.
